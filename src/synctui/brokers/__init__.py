@@ -1,0 +1,1 @@
+"""Brokers behind one small interface; the simulated broker stands in for real ones."""

@@ -1,0 +1,91 @@
+"""What a broker reports. Symbols here are the broker's native ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from synctui.domain.errors import RejectReason
+from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+
+
+@dataclass(frozen=True, slots=True)
+class OrderInfo:
+    """A working order as the broker holds it."""
+
+    broker: str
+    id: str
+    account: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    client_id: str | None
+    parent_id: str | None  # the order whose bracket this is
+    role: str | None  # "stop_loss" | "take_profit" for brackets
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    id: str  # unique per broker: the key of everything copied from it
+    broker: str
+    account: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    realized: Decimal
+    cause: FillCause
+    position_before: Decimal  # signed
+    position_after: Decimal  # signed
+    equity_before: Decimal
+    leverage: int | None
+    margin_mode: MarginMode | None
+    order_id: str | None
+    client_id: str | None
+    parent_id: str | None
+    role: str | None
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPlaced:
+    order: OrderInfo
+
+
+@dataclass(frozen=True, slots=True)
+class OrderModified:
+    order: OrderInfo
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    order: OrderInfo
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFailed:
+    """A working order that reached its price but could not fill (e.g. margin)."""
+
+    order: OrderInfo
+    reason: RejectReason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBreached:
+    broker: str
+    account: str
+    rule: str
+
+
+BrokerEvent = Fill | OrderPlaced | OrderModified | OrderCancelled | OrderFailed | AccountBreached

@@ -1,0 +1,667 @@
+"""A simulated broker: order matching, margin, liquidation and prop-style risk.
+
+It stands in for a remote broker, so it owns its accounts' money, positions
+and orders, and talks in its own symbol naming. Events are reported to
+listeners synchronously; a listener must not call back into the broker while
+being told (the engine queues them), which keeps matching loops simple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from synctui.brokers.base import AccountView, Listener, OrderRequest, PositionView
+from synctui.brokers.events import (
+    AccountBreached,
+    BrokerEvent,
+    Fill,
+    OrderCancelled,
+    OrderFailed,
+    OrderInfo,
+    OrderModified,
+    OrderPlaced,
+)
+from synctui.brokers.naming import NamingScheme, SymbolMap
+from synctui.domain.clock import Clock, SystemClock
+from synctui.domain.errors import OrderRejected, Refused, RejectReason
+from synctui.domain.groups import whole_number
+from synctui.domain.instruments import Catalog, Instrument
+from synctui.domain.margin import isolated_liquidated, maintenance_margin, order_margin
+from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+from synctui.domain.position import apply_fill, split_fill, unrealized_pnl
+from synctui.domain.prices import PriceBook
+from synctui.domain.risk import RiskLimits, RiskState
+
+ZERO = Decimal(0)
+DEFAULT_LEVERAGE = 10
+
+
+@dataclass(slots=True)
+class SimPosition:
+    symbol: str
+    qty: Decimal  # signed
+    avg: Decimal
+    margin: Decimal = ZERO  # isolated perps only: the margin set aside for it
+
+
+@dataclass(slots=True)
+class SimOrder:
+    id: str
+    account: str
+    symbol: str  # catalog symbol
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool = False
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    client_id: str | None = None
+    parent_id: str | None = None
+    role: str | None = None
+    oco_id: str | None = None
+
+
+@dataclass(slots=True)
+class SimAccount:
+    id: str
+    balance: Decimal
+    risk: RiskLimits
+    risk_state: RiskState
+    positions: dict[str, SimPosition] = field(default_factory=dict)
+    settings: dict[str, tuple[int, MarginMode]] = field(default_factory=dict)
+    orders: dict[str, SimOrder] = field(default_factory=dict)
+    breached: str | None = None
+    realized: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    fee_per_contract: Decimal = ZERO
+    slippage_ticks: Decimal = ZERO
+    naming: NamingScheme = NamingScheme.PLAIN
+
+
+class SimBroker:
+    """One simulated broker. Prices come from a shared `PriceBook`."""
+
+    def __init__(self, name: str, catalog: Catalog, prices: PriceBook,
+                 settings: BrokerSettings | None = None, clock: Clock | None = None) -> None:
+        self.name = name
+        self.catalog = catalog
+        self.prices = prices
+        self.settings = settings or BrokerSettings()
+        self.symbols = SymbolMap(self.settings.naming, catalog)
+        self.clock: Clock = clock or SystemClock()
+        self._accounts: dict[str, SimAccount] = {}
+        self._orders: dict[str, SimOrder] = {}  # every working order, by id
+        self._client_ids: dict[str, str] = {}  # client id -> order id, forever
+        self._order_log: dict[str, OrderInfo] = {}  # every order ever accepted
+        self._next_id = 1
+        self._next_fill = 1
+        self._listeners: list[Listener] = []
+
+    # --- plumbing -----------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: BrokerEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def _account(self, account: str) -> SimAccount:
+        try:
+            return self._accounts[account]
+        except KeyError:
+            raise Refused(f"broker {self.name!r} has no account {account!r}") from None
+
+    def _instrument(self, native: str) -> Instrument:
+        return self.catalog.get(self.symbols.catalog(native))
+
+    def _info(self, order: SimOrder) -> OrderInfo:
+        return OrderInfo(
+            broker=self.name, id=order.id, account=order.account,
+            symbol=self.symbols.native(order.symbol), side=order.side, type=order.type,
+            qty=order.qty, price=order.price, reduce_only=order.reduce_only,
+            stop_loss=order.stop_loss, take_profit=order.take_profit,
+            client_id=order.client_id, parent_id=order.parent_id, role=order.role,
+        )
+
+    def has_account(self, account: str) -> bool:
+        return account in self._accounts
+
+    def open_account(self, account: str, balance: Decimal, risk: RiskLimits) -> None:
+        if account in self._accounts:
+            raise Refused(f"account {account!r} already exists at broker {self.name!r}")
+        self._accounts[account] = SimAccount(
+            id=account, balance=balance, risk=risk, risk_state=RiskState(balance, balance)
+        )
+
+    def fund(self, account: str, amount: Decimal) -> None:
+        """Move funds in (+) or out (-) of the balance; not profit, so risk shifts too."""
+        acct = self._account(account)
+        acct.balance += amount
+        acct.risk_state.shift(amount)
+
+    # --- money --------------------------------------------------------------
+
+    def leverage_of(self, account: str, symbol: str) -> tuple[int, MarginMode]:
+        acct = self._account(account)
+        return acct.settings.get(self.symbols.catalog(symbol), (DEFAULT_LEVERAGE, MarginMode.CROSS))
+
+    def _setting(self, acct: SimAccount, symbol: str) -> tuple[int, MarginMode]:
+        return acct.settings.get(symbol, (DEFAULT_LEVERAGE, MarginMode.CROSS))
+
+    def _position_margin(self, acct: SimAccount, pos: SimPosition, inst: Instrument,
+                         price: Decimal) -> Decimal:
+        if inst.is_future:
+            return abs(pos.qty) * inst.margin_per_contract
+        leverage, mode = self._setting(acct, pos.symbol)
+        if mode is MarginMode.ISOLATED:
+            return pos.margin
+        return abs(pos.qty) * price / leverage
+
+    def _equity(self, acct: SimAccount) -> Decimal:
+        equity = acct.balance
+        for pos in acct.positions.values():
+            inst = self.catalog.get(pos.symbol)
+            equity += unrealized_pnl(pos.qty, pos.avg, self.prices.get(pos.symbol), inst.multiplier)
+        return equity
+
+    def _used_margin(self, acct: SimAccount) -> Decimal:
+        used = ZERO
+        for pos in acct.positions.values():
+            inst = self.catalog.get(pos.symbol)
+            used += self._position_margin(acct, pos, inst, self.prices.get(pos.symbol))
+        return used
+
+    def _available(self, acct: SimAccount) -> Decimal:
+        return self._equity(acct) - self._used_margin(acct)
+
+    # --- orders -------------------------------------------------------------
+
+    def place_order(self, account: str, request: OrderRequest) -> str:
+        acct = self._account(account)
+        inst = self._instrument(request.symbol)
+        if request.client_id is not None and request.client_id in self._client_ids:
+            raise OrderRejected(RejectReason.REJECTED,
+                                f"duplicate client order id {request.client_id!r}")
+        inst.check_qty(request.qty)
+        if request.type is not OrderType.MARKET:
+            if request.price is None:
+                raise Refused(f"a {request.type} order needs a price")
+            inst.check_price(request.price)
+        for what, level in (("stop_loss", request.stop_loss), ("take_profit", request.take_profit)):
+            if level is not None:
+                inst.check_price(level, what)
+        current = self.prices.get(inst.symbol)
+        reference = request.price if request.price is not None else current
+        self._check_brackets(request.side, reference, request.stop_loss, request.take_profit)
+        if acct.breached:
+            raise OrderRejected(RejectReason.ACCOUNT_BREACHED,
+                                f"account {account!r} has breached its {acct.breached} "
+                                "and takes no orders until the breach is reset")
+        order = SimOrder(
+            id=self._new_id(), account=account, symbol=inst.symbol, side=request.side,
+            type=request.type, qty=request.qty, price=request.price,
+            reduce_only=request.reduce_only, stop_loss=request.stop_loss,
+            take_profit=request.take_profit, client_id=request.client_id,
+        )
+        if request.reduce_only and not self._reduces(acct, order):
+            raise OrderRejected(
+                RejectReason.REJECTED,
+                f"reduce-only {request.side} has no {inst.symbol} position to reduce")
+        if request.type is OrderType.MARKET or self._marketable(order, current):
+            fill_price = current
+            if request.type is not OrderType.LIMIT:
+                fill_price = self._slipped(inst, order.side, current)
+            self._remember(order)
+            self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True)
+            return order.id
+        self._remember(order)
+        self._rest(acct, order)
+        return order.id
+
+    @staticmethod
+    def _check_brackets(side: Side, reference: Decimal, stop_loss: Decimal | None,
+                        take_profit: Decimal | None) -> None:
+        """Brackets on the wrong side of the entry would exit at once: refuse them."""
+        below, above = ("below", "above") if side is Side.BUY else ("above", "below")
+        if stop_loss is not None and (stop_loss >= reference if side is Side.BUY
+                                      else stop_loss <= reference):
+            raise Refused(f"the stop loss of a {side} must be {below} the entry price {reference}")
+        if take_profit is not None and (take_profit <= reference if side is Side.BUY
+                                        else take_profit >= reference):
+            raise Refused(
+                f"the take profit of a {side} must be {above} the entry price {reference}")
+
+    def _new_id(self) -> str:
+        order_id = f"{self.name}-{self._next_id}"
+        self._next_id += 1
+        return order_id
+
+    def _remember(self, order: SimOrder) -> None:
+        if order.client_id is not None:
+            self._client_ids[order.client_id] = order.id
+        self._order_log[order.id] = self._info(order)
+
+    def _rest(self, acct: SimAccount, order: SimOrder) -> None:
+        acct.orders[order.id] = order
+        self._orders[order.id] = order
+        self._emit(OrderPlaced(self._info(order)))
+
+    def _reduces(self, acct: SimAccount, order: SimOrder) -> bool:
+        pos = acct.positions.get(order.symbol)
+        return pos is not None and (pos.qty > 0) != (order.side is Side.BUY)
+
+    @staticmethod
+    def _marketable(order: SimOrder, price: Decimal) -> bool:
+        assert order.price is not None
+        if order.type is OrderType.LIMIT:
+            return price <= order.price if order.side is Side.BUY else price >= order.price
+        if order.type is OrderType.STOP:
+            return price >= order.price if order.side is Side.BUY else price <= order.price
+        return True
+
+    def _slipped(self, inst: Instrument, side: Side, price: Decimal) -> Decimal:
+        """Slippage is always adverse (SPEC 2); never below one tick."""
+        slip = self.settings.slippage_ticks * inst.tick
+        return price + slip if side is Side.BUY else max(price - slip, inst.tick)
+
+    def modify_order(self, order_id: str, price: Decimal) -> None:
+        order = self._working(order_id)
+        inst = self.catalog.get(order.symbol)
+        inst.check_price(price)
+        acct = self._account(order.account)
+        current = self.prices.get(order.symbol)
+        moved = replace(order, price=price)
+        if self._marketable(moved, current):
+            fill_price = current if order.type is OrderType.LIMIT else self._slipped(
+                inst, order.side, current)
+            self._check_affordable(acct, moved, fill_price)
+            order.price = price
+            self._emit(OrderModified(self._info(order)))
+            self._take_off(acct, order)
+            self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True)
+            return
+        order.price = price
+        self._order_log[order.id] = self._info(order)
+        self._emit(OrderModified(self._info(order)))
+
+    def _working(self, order_id: str) -> SimOrder:
+        try:
+            return self._orders[order_id]
+        except KeyError:
+            raise Refused(f"order {order_id!r} is not working") from None
+
+    def cancel_order(self, order_id: str) -> None:
+        order = self._working(order_id)
+        self._cancel(order, "cancelled")
+
+    def _cancel(self, order: SimOrder, reason: str) -> None:
+        acct = self._accounts[order.account]
+        self._take_off(acct, order)
+        self._emit(OrderCancelled(self._info(order), reason))
+
+    def _take_off(self, acct: SimAccount, order: SimOrder) -> None:
+        acct.orders.pop(order.id, None)
+        self._orders.pop(order.id, None)
+
+    def cancel_all(self, account: str, symbol: str | None = None) -> None:
+        acct = self._account(account)
+        wanted = None if symbol is None else self.symbols.catalog(symbol)
+        for order in list(acct.orders.values()):
+            if wanted is None or order.symbol == wanted:
+                self._cancel(order, "cancelled")
+
+    # --- fills --------------------------------------------------------------
+
+    def _check_affordable(self, acct: SimAccount, order: SimOrder, price: Decimal) -> None:
+        inst = self.catalog.get(order.symbol)
+        pos = acct.positions.get(order.symbol)
+        held = pos.qty if pos else ZERO
+        qty = order.qty
+        if order.reduce_only:
+            return
+        closed, opened = split_fill(held, order.side.signed(qty))
+        if not opened:
+            return
+        leverage, _mode = self._setting(acct, order.symbol)
+        need = order_margin(inst, opened, price, leverage)
+        freed = ZERO
+        if pos is not None and closed >= abs(held):
+            freed = self._position_margin(acct, pos, inst, self.prices.get(order.symbol))
+        available = self._available(acct) + freed
+        if need > available:
+            raise OrderRejected(
+                RejectReason.INSUFFICIENT_MARGIN,
+                f"{opened} {inst.symbol} needs {need.normalize():f} margin; "
+                f"account {acct.id!r} has {available.normalize():f} available",
+            )
+
+    def _execute(self, acct: SimAccount, order: SimOrder, price: Decimal, cause: FillCause,
+                 refuse: bool) -> None:
+        """Fill `order` at `price`. `refuse` raises on a margin shortfall instead of
+        reporting `OrderFailed` (a fresh order is refused; a working one fails)."""
+        inst = self.catalog.get(order.symbol)
+        pos = acct.positions.get(order.symbol)
+        held = pos.qty if pos else ZERO
+        qty = order.qty
+        if order.reduce_only:
+            if pos is None or (held > 0) == (order.side is Side.BUY):
+                self._order_done(acct, order)
+                self._emit(OrderCancelled(self._info(order), "nothing to reduce"))
+                return
+            qty = min(qty, abs(held))
+        sized = order if qty == order.qty else replace(order, qty=qty)
+        try:
+            self._check_affordable(acct, sized, price)
+        except OrderRejected as rejected:
+            self._order_done(acct, order)
+            if refuse:
+                raise
+            self._emit(OrderFailed(self._info(order), rejected.reason, rejected.message))
+            return
+        self._order_done(acct, order)
+        self._fill(acct, inst, order.side, qty, price, cause, order)
+
+    def _order_done(self, acct: SimAccount, order: SimOrder) -> None:
+        self._take_off(acct, order)
+        if order.oco_id is not None:
+            sibling = self._orders.get(order.oco_id)
+            if sibling is not None:
+                self._cancel(sibling, "oco")
+
+    def _fill(self, acct: SimAccount, inst: Instrument, side: Side, qty: Decimal,
+              price: Decimal, cause: FillCause, order: SimOrder | None) -> None:
+        """Apply one fill to the account and report it. Margin is already checked."""
+        symbol = inst.symbol
+        pos = acct.positions.get(symbol)
+        held = pos.qty if pos else ZERO
+        avg = pos.avg if pos else ZERO
+        equity_before = self._equity(acct)
+        leverage, mode = self._setting(acct, symbol)
+        outcome = apply_fill(held, avg, side.signed(qty), price, inst.multiplier)
+        fee = qty * self.settings.fee_per_contract
+        acct.balance += outcome.realized - fee
+        acct.realized += outcome.realized
+        acct.fees += fee
+        if outcome.qty == 0:
+            acct.positions.pop(symbol, None)
+        else:
+            margin = ZERO
+            if not inst.is_future and mode is MarginMode.ISOLATED:
+                if pos is None or outcome.closed >= abs(held):
+                    margin = outcome.opened * price / leverage
+                elif outcome.opened:
+                    margin = pos.margin + outcome.opened * price / leverage
+                else:
+                    margin = pos.margin * abs(outcome.qty) / abs(held)
+            if pos is None:
+                acct.positions[symbol] = SimPosition(symbol, outcome.qty, outcome.avg_price, margin)
+            else:
+                pos.qty, pos.avg, pos.margin = outcome.qty, outcome.avg_price, margin
+        fill_id = f"{self.name}-f{self._next_fill}"
+        self._next_fill += 1
+        self._emit(Fill(
+            id=fill_id, broker=self.name, account=acct.id, symbol=self.symbols.native(symbol),
+            side=side,
+            qty=qty, price=price, fee=fee, realized=outcome.realized, cause=cause,
+            position_before=held, position_after=outcome.qty, equity_before=equity_before,
+            leverage=None if inst.is_future else leverage,
+            margin_mode=None if inst.is_future else mode,
+            order_id=order.id if order else None,
+            client_id=order.client_id if order else None,
+            parent_id=order.parent_id if order else None,
+            role=order.role if order else None,
+            stop_loss=order.stop_loss if order else None,
+            take_profit=order.take_profit if order else None,
+            at=self.clock.now(),
+        ))
+        if outcome.qty == 0 or (outcome.closed and outcome.opened):
+            self._cancel_reduce_only(acct, symbol)
+        if order is not None and outcome.opened and (order.stop_loss or order.take_profit):
+            self._place_brackets(acct, order, outcome.opened)
+        self._check_risk(acct)
+
+    def _cancel_reduce_only(self, acct: SimAccount, symbol: str) -> None:
+        """A reduce-only order still working when its position goes flat is cancelled (SPEC 8)."""
+        for other in list(acct.orders.values()):
+            if other.symbol == symbol and other.reduce_only and other.id in self._orders:
+                self._cancel(other, "position closed")
+
+    def _place_brackets(self, acct: SimAccount, parent: SimOrder, qty: Decimal) -> None:
+        """Stop loss and take profit become reduce-only OCO exits for the opened qty."""
+        exit_side = parent.side.opposite
+        legs: list[SimOrder] = []
+        if parent.take_profit is not None:
+            legs.append(SimOrder(
+                id=self._new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
+                type=OrderType.LIMIT, qty=qty, price=parent.take_profit, reduce_only=True,
+                parent_id=parent.id, role="take_profit"))
+        if parent.stop_loss is not None:
+            legs.append(SimOrder(
+                id=self._new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
+                type=OrderType.STOP, qty=qty, price=parent.stop_loss, reduce_only=True,
+                parent_id=parent.id, role="stop_loss"))
+        if len(legs) == 2:
+            legs[0].oco_id, legs[1].oco_id = legs[1].id, legs[0].id
+        for leg in legs:
+            self._remember(leg)
+            self._rest(acct, leg)
+        current = self.prices.get(parent.symbol)
+        inst = self.catalog.get(parent.symbol)
+        for leg in legs:
+            if leg.id in self._orders and self._marketable(leg, current):
+                fill_price = current if leg.type is OrderType.LIMIT else self._slipped(
+                    inst, leg.side, current)
+                self._execute(acct, leg, fill_price, FillCause.BRACKET, refuse=False)
+
+    def close_position(self, account: str, symbol: str, cause: FillCause) -> None:
+        """Close at market (with slippage), after cancelling the symbol's working orders."""
+        acct = self._account(account)
+        catalog_symbol = self.symbols.catalog(symbol)
+        for order in list(acct.orders.values()):
+            if order.symbol == catalog_symbol and order.id in self._orders:
+                self._cancel(order, "flatten")
+        self._close(acct, catalog_symbol, cause, slip=True)
+
+    def close_all(self, account: str, cause: FillCause) -> None:
+        acct = self._account(account)
+        self.cancel_all(account)
+        for symbol in list(acct.positions):
+            self._close(acct, symbol, cause, slip=True)
+
+    def _close(self, acct: SimAccount, symbol: str, cause: FillCause, slip: bool) -> None:
+        pos = acct.positions.get(symbol)
+        if pos is None:
+            return
+        inst = self.catalog.get(symbol)
+        side = Side.closing(pos.qty)
+        price = self.prices.get(symbol)
+        if slip:
+            price = self._slipped(inst, side, price)
+        self._fill(acct, inst, side, abs(pos.qty), price, cause, None)
+
+    # --- leverage and margin --------------------------------------------------
+
+    def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        if inst.is_future:
+            raise Refused(f"{inst.symbol} is a future: futures have no leverage setting")
+        value = whole_number(leverage, "leverage", 1, inst.max_leverage)
+        current, mode = self._setting(acct, inst.symbol)
+        pos = acct.positions.get(inst.symbol)
+        if pos is not None and value != current:
+            price = self.prices.get(inst.symbol)
+            if mode is MarginMode.ISOLATED:
+                old, new = pos.margin, abs(pos.qty) * pos.avg / value
+            else:
+                old = abs(pos.qty) * price / current
+                new = abs(pos.qty) * price / value
+            if new - old > self._available(acct):
+                raise OrderRejected(
+                    RejectReason.INSUFFICIENT_MARGIN,
+                    f"leverage {value} needs {(new - old).normalize():f} more margin than "
+                    f"account {account!r} has available")
+            if mode is MarginMode.ISOLATED:
+                pos.margin = new
+        acct.settings[inst.symbol] = (value, mode)
+
+    def set_margin_mode(self, account: str, symbol: str, mode: MarginMode) -> None:
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        if inst.is_future:
+            raise Refused(f"{inst.symbol} is a future: futures have no margin mode")
+        leverage, current = self._setting(acct, inst.symbol)
+        if current is mode:
+            return
+        if inst.symbol in acct.positions:
+            raise Refused(f"close the {inst.symbol} position before changing its margin mode")
+        acct.settings[inst.symbol] = (leverage, mode)
+
+    def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        pos = acct.positions.get(inst.symbol)
+        leverage, mode = self._setting(acct, inst.symbol)
+        if inst.is_future or pos is None or mode is not MarginMode.ISOLATED:
+            raise Refused(f"margin can only be adjusted on an open isolated {inst.symbol} position")
+        if amount == 0:
+            raise Refused("the margin adjustment must not be zero")
+        if amount > 0 and amount > self._available(acct):
+            raise OrderRejected(RejectReason.INSUFFICIENT_MARGIN,
+                                f"account {account!r} has less than {amount} available")
+        floor = abs(pos.qty) * pos.avg / leverage
+        if amount < 0 and pos.margin + amount < floor:
+            raise Refused(f"margin cannot go below {floor.normalize():f} "
+                          f"(quantity x average price / leverage)")
+        pos.margin += amount
+
+    # --- risk ---------------------------------------------------------------
+
+    def _check_risk(self, acct: SimAccount) -> None:
+        if not acct.risk.any or acct.breached:
+            return
+        rule = acct.risk_state.observe(self._equity(acct), acct.risk)
+        if rule is None:
+            return
+        acct.breached = rule
+        self.cancel_all(acct.id)
+        for symbol in list(acct.positions):
+            self._close(acct, symbol, FillCause.RISK, slip=True)
+        # Reported after the flatten: its exit fills are copied before the group pauses.
+        self._emit(AccountBreached(self.name, acct.id, rule))
+
+    def is_breached(self, account: str) -> bool:
+        return self._account(account).breached is not None
+
+    def reset_breach(self, account: str) -> None:
+        acct = self._account(account)
+        if acct.breached is None:
+            raise Refused(f"account {account!r} is not breached")
+        acct.breached = None
+        acct.risk_state.reset(self._equity(acct))
+
+    # --- the market moves -----------------------------------------------------
+
+    def on_price(self, family: str) -> None:
+        """Trigger working orders, then liquidations, then risk checks (SPEC 2, 3)."""
+        price_of: dict[str, Decimal] = {}
+        for order in [o for o in self._orders.values() if self._in_family(o.symbol, family)]:
+            if order.id not in self._orders:
+                continue  # cancelled by an earlier fill in this loop (OCO, flat)
+            price = price_of.get(order.symbol)
+            if price is None:
+                price = price_of[order.symbol] = self.prices.get(order.symbol)
+            if not self._marketable(order, price):
+                continue
+            acct = self._accounts[order.account]
+            if order.type is OrderType.LIMIT:
+                fill_price = order.price
+                assert fill_price is not None
+            else:
+                fill_price = self._slipped(self.catalog.get(order.symbol), order.side, price)
+            cause = FillCause.BRACKET if order.parent_id else FillCause.ORDER
+            self._execute(acct, order, fill_price, cause, refuse=False)
+        for acct in self._holders(family):
+            self._liquidate(acct, family)
+            self._check_risk(acct)
+
+    def _in_family(self, symbol: str, family: str) -> bool:
+        return self.catalog.get(symbol).family == family
+
+    def _holders(self, family: str) -> Iterator[SimAccount]:
+        for acct in list(self._accounts.values()):
+            if any(self._in_family(s, family) for s in acct.positions):
+                yield acct
+
+    def _liquidate(self, acct: SimAccount, family: str) -> None:
+        for pos in list(acct.positions.values()):
+            inst = self.catalog.get(pos.symbol)
+            if inst.is_future or inst.family != family:
+                continue
+            _lev, mode = self._setting(acct, pos.symbol)
+            price = self.prices.get(pos.symbol)
+            if mode is MarginMode.ISOLATED and isolated_liquidated(
+                    inst, pos.qty, pos.avg, pos.margin, price):
+                self._close(acct, pos.symbol, FillCause.LIQUIDATION, slip=False)
+        cross = [p for p in acct.positions.values()
+                 if not self.catalog.get(p.symbol).is_future
+                 and self._setting(acct, p.symbol)[1] is MarginMode.CROSS]
+        if not cross:
+            return
+        maintenance = sum(
+            (maintenance_margin(self.catalog.get(p.symbol), p.qty, self.prices.get(p.symbol))
+             for p in cross), ZERO)
+        if self._equity(acct) <= maintenance:
+            for pos in cross:
+                self._close(acct, pos.symbol, FillCause.LIQUIDATION, slip=False)
+
+    # --- views --------------------------------------------------------------
+
+    def position(self, account: str, symbol: str) -> Decimal:
+        pos = self._account(account).positions.get(self.symbols.catalog(symbol))
+        return pos.qty if pos else ZERO
+
+    def working_orders(self, account: str, symbol: str | None = None) -> list[OrderInfo]:
+        acct = self._account(account)
+        wanted = None if symbol is None else self.symbols.catalog(symbol)
+        return [self._info(o) for o in acct.orders.values() if wanted in (None, o.symbol)]
+
+    def order(self, order_id: str) -> OrderInfo | None:
+        order = self._orders.get(order_id)
+        return self._info(order) if order else None
+
+    def order_by_client_id(self, client_id: str) -> OrderInfo | None:
+        order_id = self._client_ids.get(client_id)
+        return self._order_log.get(order_id) if order_id else None
+
+    def view(self, account: str) -> AccountView:
+        acct = self._account(account)
+        positions = []
+        for pos in acct.positions.values():
+            inst = self.catalog.get(pos.symbol)
+            price = self.prices.get(pos.symbol)
+            leverage, mode = self._setting(acct, pos.symbol)
+            positions.append(PositionView(
+                symbol=self.symbols.native(pos.symbol), qty=pos.qty, avg_price=pos.avg,
+                leverage=None if inst.is_future else leverage,
+                margin_mode=None if inst.is_future else mode,
+                margin=self._position_margin(acct, pos, inst, price),
+                unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier),
+            ))
+        equity = self._equity(acct)
+        used = self._used_margin(acct)
+        return AccountView(
+            id=acct.id, broker=self.name, balance=acct.balance, equity=equity,
+            available=equity - used, used_margin=used, realized=acct.realized, fees=acct.fees,
+            breached=acct.breached, risk=acct.risk, positions=tuple(positions),
+            orders=tuple(self._info(o) for o in acct.orders.values()),
+        )

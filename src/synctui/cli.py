@@ -1,0 +1,58 @@
+"""Command-line entry point: argument parsing only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from synctui import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synctui",
+        description="A terminal dashboard for copy trading. "
+                    "`synctui replay FILE --json` plays a scenario headless.",
+    )
+    parser.add_argument("--version", action="version", version=f"synctui {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    replay = commands.add_parser("replay", help="play a scenario file and print the final state")
+    replay.add_argument("file", type=Path, help="a scenario JSON file (SPEC section 7)")
+    replay.add_argument("--json", action="store_true", help="print the final state as JSON")
+    return parser
+
+
+def _replay(file: Path, as_json: bool) -> int:
+    from synctui.scenario.model import ScenarioError, load_scenario
+    from synctui.scenario.report import report
+    from synctui.scenario.runner import replay
+
+    try:
+        world = replay(load_scenario(file))
+    except ScenarioError as error:
+        print(f"synctui: invalid scenario {file}: {error}", file=sys.stderr)
+        return 2
+    result = report(world)
+    if as_json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from synctui.scenario.summary import summary
+
+    sys.stdout.write(summary(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "replay":
+        return _replay(args.file, args.json)
+    _parser().print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

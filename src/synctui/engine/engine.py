@@ -1,0 +1,553 @@
+"""The copy engine (SPEC 4): one API for scenarios, tests and the TUI.
+
+Brokers report events synchronously; the engine queues them and handles them
+in order once the command that caused them has returned, so copying never
+re-enters a broker's matching loop. Every public method either completes or
+raises `Refused` having changed nothing it owns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+
+from synctui.brokers.base import Broker, OrderRequest
+from synctui.brokers.events import (
+    AccountBreached,
+    BrokerEvent,
+    Fill,
+    OrderCancelled,
+    OrderFailed,
+    OrderInfo,
+    OrderModified,
+    OrderPlaced,
+)
+from synctui.domain.clock import Clock, SystemClock
+from synctui.domain.errors import OrderRejected, Refused, RejectReason
+from synctui.domain.groups import ContractSetting, Group, GroupStatus, PauseReason
+from synctui.domain.instruments import Catalog
+from synctui.domain.margin import qty_for_margin
+from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+from synctui.domain.position import split_fill
+from synctui.domain.prices import PriceBook
+from synctui.domain.risk import RiskLimits
+from synctui.domain.sizing import closing_qty, opening_qty
+from synctui.engine.events import (
+    AccountBreachedEvent,
+    AccountFilled,
+    CopyFailed,
+    EngineEvent,
+    Failure,
+    GroupChanged,
+    OrderChanged,
+    PriceMoved,
+)
+from synctui.engine.state import EngineState
+
+# Cancellations of a leader order that its mirrors follow. The others (an OCO
+# sibling, a flat position) happen at each follower's own broker.
+MIRRORED_CANCELS = frozenset({"cancelled", "flatten"})
+
+Observer = Callable[[EngineEvent], None]
+
+
+def copy_key(*parts: str) -> str:
+    """A deterministic client order id: a hash of the tuple, so ("1", "23") and
+    ("12", "3") can never collide as a concatenation would."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+
+
+class Engine:
+    def __init__(self, brokers: Mapping[str, Broker], prices: PriceBook, catalog: Catalog,
+                 clock: Clock | None = None, state: EngineState | None = None) -> None:
+        self.brokers = dict(brokers)
+        self.prices = prices
+        self.catalog = catalog
+        self.clock: Clock = clock or SystemClock()
+        self.state = state or EngineState()
+        self._queue: deque[BrokerEvent] = deque()
+        self._draining = False
+        self._observers: list[Observer] = []
+        self._unsubscribe = [b.subscribe(self._queue.append) for b in self.brokers.values()]
+
+    def close(self) -> None:
+        """Stop listening to the brokers (a restart builds a new engine on them)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    # --- observers ------------------------------------------------------------
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
+    def _publish(self, event: EngineEvent) -> None:
+        for observer in self._observers:
+            observer(event)
+
+    # --- command plumbing -------------------------------------------------------
+
+    @contextmanager
+    def _command(self) -> Iterator[None]:
+        """Run a command, then handle what the brokers reported and publish status changes."""
+        before = {name: (g.status, g.reason) for name, g in self.state.groups.groups.items()}
+        try:
+            yield
+        finally:
+            self._drain()
+            for name, group in self.state.groups.groups.items():
+                old = before.get(name)
+                if old != (group.status, group.reason):
+                    self.state.touch("groups")
+                    self._publish(GroupChanged(name, group.status, group.reason,
+                                               old[0] if old else None))
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                self._handle(self._queue.popleft())
+        finally:
+            self._draining = False
+
+    # --- accounts -----------------------------------------------------------------
+
+    def broker_of(self, account: str) -> Broker:
+        try:
+            return self.brokers[self.state.accounts[account]]
+        except KeyError:
+            raise Refused(f"there is no account {account!r}") from None
+
+    def add_account(self, account: str, broker: str, balance: Decimal,
+                    risk: RiskLimits | None = None) -> None:
+        if not account:
+            raise Refused("an account needs an id")
+        if account in self.state.accounts:
+            raise Refused(f"account {account!r} already exists")
+        if broker not in self.brokers:
+            raise Refused(f"there is no broker named {broker!r}")
+        if balance < 0:
+            raise Refused("a starting balance cannot be negative")
+        self.brokers[broker].open_account(account, balance, risk or RiskLimits())
+        self.state.accounts[account] = broker
+        self.state.touch("accounts")
+
+    def _native(self, broker: Broker, symbol: str) -> str:
+        return broker.symbols.native(symbol)
+
+    # --- market ---------------------------------------------------------------------
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        with self._command():
+            family = self.prices.set(symbol, price)
+            for broker in self.brokers.values():
+                broker.on_price(family)
+            self._publish(PriceMoved(family, price))
+
+    # --- an account's own orders -------------------------------------------------------
+
+    def place_order(self, account: str, symbol: str, side: Side, *, qty: Decimal | None = None,
+                    margin: Decimal | None = None, type: OrderType = OrderType.MARKET,  # noqa: A002
+                    price: Decimal | None = None, stop_loss: Decimal | None = None,
+                    take_profit: Decimal | None = None, leverage: Decimal | int | None = None,
+                    margin_mode: MarginMode | None = None) -> str:
+        """An account's own order. Leverage and margin mode, when given, are set first
+        and put back if the order is refused."""
+        broker = self.broker_of(account)
+        inst = self.catalog.get(symbol)
+        native = self._native(broker, symbol)
+        if (qty is None) == (margin is None):
+            raise Refused("an order needs either a qty or a margin, not both")
+        if type is not OrderType.MARKET and price is None:
+            raise Refused(f"a {type} order needs a price")
+        if type is OrderType.MARKET and price is not None:
+            raise Refused("a market order takes no price")
+        if inst.is_future and (leverage is not None or margin_mode is not None):
+            raise Refused(f"{symbol} is a future: futures have no leverage or margin mode")
+        with self._command():
+            saved = None if inst.is_future else broker.leverage_of(account, native)
+            try:
+                if margin_mode is not None:
+                    broker.set_margin_mode(account, native, margin_mode)
+                if leverage is not None:
+                    broker.set_leverage(account, native, leverage)
+                if margin is not None:
+                    if margin <= 0:
+                        raise Refused("the margin of an order must be positive")
+                    at = price if price is not None else self.prices.get(symbol)
+                    lev = broker.leverage_of(account, native)[0] if not inst.is_future else 1
+                    qty = qty_for_margin(inst, margin, at, lev)
+                    if qty < inst.min_qty:
+                        raise Refused(f"a margin of {margin} buys less than the minimum "
+                                      f"{inst.min_qty} {symbol}")
+                assert qty is not None
+                return broker.place_order(account, OrderRequest(
+                    symbol=native, side=side, qty=qty, type=type, price=price,
+                    stop_loss=stop_loss, take_profit=take_profit))
+            except Refused:
+                if saved is not None:
+                    self._restore_setting(broker, account, native, saved)
+                raise
+
+    @staticmethod
+    def _restore_setting(broker: Broker, account: str, native: str,
+                         saved: tuple[int, MarginMode]) -> None:
+        try:
+            broker.set_margin_mode(account, native, saved[1])
+            broker.set_leverage(account, native, saved[0])
+        except Refused:  # pragma: no cover - the position did not change, so it fits
+            pass
+
+    def _order(self, order_id: str) -> tuple[Broker, OrderInfo]:
+        for broker in self.brokers.values():
+            info = broker.order(order_id)
+            if info is not None:
+                return broker, info
+        raise Refused(f"order {order_id!r} is not working")
+
+    def modify_order(self, order_id: str, price: Decimal) -> None:
+        broker, _info = self._order(order_id)
+        with self._command():
+            broker.modify_order(order_id, price)
+
+    def cancel_order(self, order_id: str) -> None:
+        broker, _info = self._order(order_id)
+        with self._command():
+            broker.cancel_order(order_id)
+
+    def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
+        broker = self.broker_of(account)
+        native = self._native(broker, symbol)
+        with self._command():
+            broker.set_leverage(account, native, leverage)
+
+    def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
+        broker = self.broker_of(account)
+        native = self._native(broker, symbol)
+        with self._command():
+            broker.adjust_margin(account, native, amount)
+
+    def reset_breach(self, account: str) -> None:
+        broker = self.broker_of(account)
+        with self._command():
+            broker.reset_breach(account)
+
+    # --- groups -------------------------------------------------------------------------
+
+    def _breached(self, account: str | None) -> bool:
+        return account is not None and self.broker_of(account).is_breached(account)
+
+    def _known(self, accounts: list[str]) -> None:
+        for account in accounts:
+            self.broker_of(account)
+
+    def group(self, name: str) -> Group:
+        return self.state.groups.get(name)
+
+    def create_group(self, name: str, leader: str | None = None,
+                     followers: list[str] | None = None) -> None:
+        followers = list(followers or [])
+        self._known(([leader] if leader else []) + followers)
+        with self._command():
+            self.state.groups.create(name, leader, followers, self._breached(leader))
+            self.state.touch("groups")
+
+    def set_leader(self, group: str, account: str) -> None:
+        self._known([account])
+        with self._command():
+            self.state.groups.set_leader(group, account, self._breached(account))
+            self.state.touch("groups")
+
+    def remove_leader(self, group: str) -> None:
+        with self._command():
+            self.state.groups.remove_leader(group)
+            self.state.touch("groups")
+
+    def add_followers(self, group: str, accounts: list[str]) -> None:
+        self._known(accounts)
+        with self._command():
+            leader = self.state.groups.get(group).leader
+            self.state.groups.add_followers(group, accounts, self._breached(leader))
+            self.state.touch("groups")
+
+    def remove_followers(self, group: str, accounts: list[str]) -> None:
+        with self._command():
+            self.state.groups.remove_followers(group, accounts)
+            self.state.touch("groups")
+
+    def activate(self, group: str) -> None:
+        with self._command():
+            leader = self.state.groups.get(group).leader
+            self.state.groups.activate(group, self._breached(leader))
+            self.state.touch("groups")
+
+    def pause(self, group: str) -> None:
+        with self._command():
+            self.state.groups.pause(group)
+            self.state.touch("groups")
+
+    def set_ratio(self, group: str, follower: str, symbol: str, ratio: Decimal | int) -> None:
+        with self._command():
+            self.state.groups.set_ratio(group, follower, symbol, ratio, self.catalog)
+            self.state.touch("groups")
+
+    def set_sync(self, group: str, follower: str | None, symbol: str, on: bool) -> None:
+        with self._command():
+            self.state.groups.set_sync(group, follower, symbol, on, self.catalog)
+            self.state.touch("groups")
+
+    def set_cross(self, group: str, follower: str, symbol: str, to: str | None) -> None:
+        with self._command():
+            g = self.state.groups.get(group)
+            holds = False
+            if follower in g.followers:
+                broker = self.broker_of(follower)
+                native = self._native(broker, g.traded_symbol(follower, symbol))
+                holds = (broker.position(follower, native) != 0
+                         or bool(broker.working_orders(follower, native)))
+            self.state.groups.set_cross(group, follower, symbol, to, self.catalog, holds)
+            self.state.touch("groups")
+
+    # --- actions ------------------------------------------------------------------------
+
+    def _members(self, group: Group) -> list[str]:
+        return ([group.leader] if group.leader else []) + list(group.followers)
+
+    def flatten_all(self, group: str) -> None:
+        """Close every position and cancel every order of every member, leader included.
+        These exits are not copied: every member is flattened directly."""
+        g = self.state.groups.get(group)
+        with self._command():
+            self._flatten_members(g)
+
+    def _flatten_members(self, group: Group) -> None:
+        for account in self._members(group):
+            self.broker_of(account).close_all(account, FillCause.GROUP_FLATTEN)
+
+    def cancel_orders(self, group: str) -> None:
+        g = self.state.groups.get(group)
+        with self._command():
+            for account in self._members(g):
+                self.broker_of(account).cancel_all(account)
+
+    def flatten_position(self, account: str, symbol: str) -> None:
+        """One account, one symbol: cancel its working orders there and close at market.
+        On a leader this is an exit like any other, and is copied (SPEC 8)."""
+        broker = self.broker_of(account)
+        native = self._native(broker, symbol)
+        with self._command():
+            broker.close_position(account, native, FillCause.FLATTEN)
+
+    def emergency_stop(self) -> None:
+        """Flatten All on every group, then pause every group that has a leader."""
+        with self._command():
+            for group in self.state.groups.groups.values():
+                self._flatten_members(group)
+            self._drain()
+            for group in self.state.groups.groups.values():
+                if group.status is GroupStatus.ACTIVE:
+                    self.state.groups.pause(group.name, PauseReason.EMERGENCY_STOP)
+            self.state.touch("groups")
+
+    # --- handling broker events ---------------------------------------------------------
+
+    def _handle(self, event: BrokerEvent) -> None:
+        if isinstance(event, Fill):
+            self._on_fill(event)
+        elif isinstance(event, OrderPlaced):
+            self._order_changed(event.order, "placed")
+            self._on_leader_order(event.order)
+        elif isinstance(event, OrderModified):
+            self._order_changed(event.order, "modified")
+            self._on_leader_modify(event.order)
+        elif isinstance(event, OrderCancelled):
+            self._order_changed(event.order, "cancelled")
+            if event.reason in MIRRORED_CANCELS:
+                self._on_leader_cancel(event.order)
+        elif isinstance(event, OrderFailed):
+            self._order_changed(event.order, "failed")
+            group = self.state.copy_group.get(event.order.id)
+            if group is not None:
+                self._fail(group, event.order.account, self._catalog_symbol(event.order),
+                           event.reason, event.message)
+        elif isinstance(event, AccountBreached):
+            self._publish(AccountBreachedEvent(event.account, event.rule))
+            led = self.state.groups.group_led_by(event.account)
+            if led is not None:
+                self.state.groups.pause(led.name, PauseReason.LEADER_BREACHED)
+                self.state.touch("groups")
+
+    def _catalog_symbol(self, order: OrderInfo) -> str:
+        return self.brokers[order.broker].symbols.catalog(order.symbol)
+
+    def _order_changed(self, order: OrderInfo, change: str) -> None:
+        if self._observers:
+            self._publish(OrderChanged(order.account, order.id, self._catalog_symbol(order),
+                                       order.side, order.type, order.qty, order.price, change))
+
+    def _active_group_led_by(self, account: str) -> Group | None:
+        group = self.state.groups.group_led_by(account)
+        if group is None or group.status is not GroupStatus.ACTIVE:
+            return None
+        return group
+
+    def _fail(self, group: str, account: str, symbol: str, reason: RejectReason,
+              message: str) -> None:
+        failure = Failure(group, account, symbol, reason, message, self.clock.now())
+        self.state.add_failure(failure)
+        self._publish(CopyFailed(failure))
+
+    def _send(self, group: Group, follower: str, broker: Broker, symbol: str,
+              request: OrderRequest) -> str | None:
+        try:
+            order_id = broker.place_order(follower, request)
+        except OrderRejected as rejected:
+            self._fail(group.name, follower, symbol, rejected.reason, rejected.message)
+            return None
+        except Refused as refused:
+            self._fail(group.name, follower, symbol, RejectReason.REJECTED, refused.message)
+            return None
+        self.state.link_copy(order_id, group.name)
+        return order_id
+
+    def _on_fill(self, fill: Fill) -> None:
+        symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
+        group = self._active_group_led_by(fill.account)
+        if self._observers:
+            copied = fill.order_id is not None and fill.order_id in self.state.copy_group
+            owner = self.state.copy_group.get(fill.order_id or "")
+            if owner is None:
+                led = self.state.groups.group_led_by(fill.account)
+                owner = led.name if led else None
+            self._publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
+                                        fill.realized, fill.fee, fill.cause, owner, copied,
+                                        fill.at))
+        if group is None or fill.cause is FillCause.GROUP_FLATTEN:
+            return
+        handled: set[str] = set()
+        if fill.order_id is not None:
+            handled.update(self.state.mirrors.get(fill.order_id, {}))
+        if fill.parent_id is not None:
+            handled.update(self.state.bracketed.get(fill.parent_id, set()))
+        closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
+        for follower in group.followers:
+            setting = group.setting(follower, symbol)
+            if setting.sync and follower not in handled:
+                self._copy_fill(group, follower, setting, symbol, fill, closed, opened)
+
+    def _copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
+                   fill: Fill, closed: Decimal, opened: Decimal) -> None:
+        """Closes proportionally (never opening a flat follower), opens qty x ratio."""
+        broker = self.broker_of(follower)
+        traded = setting.cross or symbol
+        inst = self.catalog.get(traded)
+        native = self._native(broker, traded)
+        if closed:
+            held = broker.position(follower, native)
+            if held != 0 and (held > 0) == (fill.position_before > 0):
+                qty = closing_qty(abs(held), abs(fill.position_before), closed, inst)
+                if qty > 0:
+                    self._send(group, follower, broker, traded, OrderRequest(
+                        symbol=native, side=fill.side, qty=qty, reduce_only=True,
+                        client_id=copy_key(fill.id, follower, "close")))
+        if opened:
+            qty = opening_qty(opened, setting.ratio, inst)
+            if qty < inst.min_qty:
+                self._fail(group.name, follower, traded, RejectReason.REJECTED,
+                           f"{opened} x {setting.ratio} is below the {traded} minimum")
+                return
+            has_brackets = fill.stop_loss is not None or fill.take_profit is not None
+            order_id = self._send(group, follower, broker, traded, OrderRequest(
+                symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
+                take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")))
+            if order_id is not None and has_brackets and fill.order_id is not None:
+                self.state.mark_bracketed(fill.order_id, follower)
+
+    def _on_leader_order(self, order: OrderInfo) -> None:
+        """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""
+        if order.parent_id is not None:
+            return  # a bracket: each follower's copy carries its own
+        group = self._active_group_led_by(order.account)
+        if group is None:
+            return
+        assert order.price is not None
+        leader_broker = self.brokers[order.broker]
+        symbol = leader_broker.symbols.catalog(order.symbol)
+        held = leader_broker.position(order.account, order.symbol)
+        closed, opened = split_fill(held, order.side.signed(order.qty))
+        for follower in group.followers:
+            setting = group.setting(follower, symbol)
+            if not setting.sync:
+                continue
+            broker = self.broker_of(follower)
+            traded = setting.cross or symbol
+            inst = self.catalog.get(traded)
+            native = self._native(broker, traded)
+            ids: list[str] = []
+            tried = False
+            if closed:
+                mine = broker.position(follower, native)
+                if mine != 0 and (mine > 0) == (held > 0):
+                    qty = closing_qty(abs(mine), abs(held), closed, inst)
+                    if qty > 0:
+                        tried = True
+                        close_id = self._send(group, follower, broker, traded, OrderRequest(
+                            symbol=native, side=order.side, qty=qty, type=order.type,
+                            price=order.price, reduce_only=True,
+                            client_id=copy_key(order.id, follower, "close")))
+                        ids += [close_id] if close_id else []
+            if opened:
+                tried = True
+                open_id = self._send(group, follower, broker, traded, OrderRequest(
+                    symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),
+                    type=order.type, price=order.price, stop_loss=order.stop_loss,
+                    take_profit=order.take_profit,
+                    client_id=copy_key(order.id, follower, "open")))
+                if open_id:
+                    ids.append(open_id)
+                    if order.stop_loss is not None or order.take_profit is not None:
+                        self.state.mark_bracketed(order.id, follower)
+            if tried:
+                self.state.link_mirror(order.id, follower, ids)
+
+    def _live_mirrors(self, order: OrderInfo) -> Iterator[tuple[str, Broker, str]]:
+        """Mirrors that a leader's modify or cancel still reaches (SPEC 8)."""
+        links = self.state.mirrors.get(order.id)
+        if not links:
+            return
+        group = self._active_group_led_by(order.account)
+        if group is None:
+            return
+        for follower, ids in links.items():
+            if follower not in group.followers:
+                continue
+            broker = self.broker_of(follower)
+            for order_id in ids:
+                if broker.order(order_id) is not None:
+                    yield group.name, broker, order_id
+
+    def _on_leader_modify(self, order: OrderInfo) -> None:
+        assert order.price is not None
+        for group, broker, order_id in list(self._live_mirrors(order)):
+            mirror = broker.order(order_id)
+            if mirror is None:
+                continue
+            try:
+                broker.modify_order(order_id, order.price)
+            except OrderRejected as rejected:
+                self._fail(group, mirror.account, self._catalog_symbol(mirror), rejected.reason,
+                           rejected.message)
+            except Refused as refused:
+                self._fail(group, mirror.account, self._catalog_symbol(mirror),
+                           RejectReason.REJECTED, refused.message)
+
+    def _on_leader_cancel(self, order: OrderInfo) -> None:
+        for _group, broker, order_id in list(self._live_mirrors(order)):
+            if broker.order(order_id) is not None:
+                broker.cancel_order(order_id)

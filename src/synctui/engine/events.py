@@ -1,0 +1,82 @@
+"""What the engine tells its observers (the TUI, logs, tests). Catalog symbols only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from synctui.domain.errors import RejectReason
+from synctui.domain.groups import GroupStatus, PauseReason
+from synctui.domain.orders import FillCause, OrderType, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A follower order that could not be placed or filled (SPEC 4)."""
+
+    group: str
+    account: str
+    symbol: str  # the symbol the follower trades (the cross when crossed)
+    reason: RejectReason
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFilled:
+    account: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    realized: Decimal
+    fee: Decimal
+    cause: FillCause
+    group: str | None  # the group this fill belongs to, if any
+    copy: bool  # True for a follower's copy of a leader fill or order
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CopyFailed:
+    failure: Failure
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    group: str
+    status: GroupStatus
+    reason: PauseReason | None
+    previous: GroupStatus | None  # None when the group was just created
+
+
+@dataclass(frozen=True, slots=True)
+class AccountBreachedEvent:
+    account: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChanged:
+    """A working order placed, modified or gone (filled, cancelled, failed)."""
+
+    account: str
+    order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    qty: Decimal
+    price: Decimal | None
+    change: str  # "placed" | "modified" | "cancelled" | "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceMoved:
+    family: str
+    price: Decimal
+
+
+EngineEvent = (
+    AccountFilled | CopyFailed | GroupChanged | AccountBreachedEvent | OrderChanged | PriceMoved
+)

@@ -1,0 +1,1 @@
+"""Scenario files: the pydantic model, the headless runner and the JSON report."""

@@ -1,0 +1,95 @@
+"""The final state as SPEC 7's JSON: catalog symbols, numbers at the edge."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from synctui.brokers.base import AccountView
+from synctui.scenario.runner import World
+
+PLACES = Decimal("1e-10")
+
+
+def number(value: Decimal | None) -> int | float | None:
+    """Decimal to a JSON number: whole values stay integers, others keep 10 places."""
+    if value is None:
+        return None
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value.quantize(PLACES))
+
+
+def _account(world: World, view: AccountView) -> dict[str, Any]:
+    symbols = world.brokers[view.broker].symbols
+    return {
+        "broker": view.broker,
+        "balance": number(view.balance),
+        "equity": number(view.equity),
+        "available": number(view.available),
+        "in_use": 0,
+        "used_margin": number(view.used_margin),
+        "realized_pnl": number(view.realized),
+        "fees": number(view.fees),
+        "breached": view.breached is not None,
+        "breach": view.breached,
+        "positions": [
+            {
+                "symbol": symbols.catalog(p.symbol),
+                "broker_symbol": p.symbol,
+                "side": "long" if p.qty > 0 else "short",
+                "qty": number(abs(p.qty)),
+                "avg_price": number(p.avg_price),
+                "leverage": p.leverage,
+                "margin_mode": p.margin_mode.value if p.margin_mode else None,
+                "margin": number(p.margin),
+                "unrealized_pnl": number(p.unrealized),
+            }
+            for p in view.positions
+        ],
+        "orders": [
+            {
+                "id": o.id,
+                "symbol": symbols.catalog(o.symbol),
+                "side": o.side.value,
+                "type": o.type.value,
+                "qty": number(o.qty),
+                "price": number(o.price),
+                "reduce_only": o.reduce_only,
+                "stop_loss": number(o.stop_loss),
+                "take_profit": number(o.take_profit),
+                "role": o.role,
+            }
+            for o in view.orders
+        ],
+    }
+
+
+def report(world: World) -> dict[str, Any]:
+    engine = world.engine
+    accounts = {
+        account: _account(world, engine.broker_of(account).view(account))
+        for account in engine.state.accounts
+    }
+    groups = {
+        name: {
+            "status": group.status.value,
+            "reason": group.reason.value if group.reason else None,
+            "leader": group.leader,
+            "followers": list(group.followers),
+        }
+        for name, group in engine.state.groups.groups.items()
+    }
+    failures = [
+        {"group": f.group, "account": f.account, "symbol": f.symbol, "reason": f.reason.value,
+         "message": f.message}
+        for f in engine.state.failures
+    ]
+    return {
+        "accounts": accounts,
+        "copies": {},
+        "groups": groups,
+        "failures": failures,
+        "errors": list(world.errors),
+        "prices": {family: number(price) for family, price in world.prices.families().items()},
+    }

@@ -1,0 +1,185 @@
+"""Build a world from a scenario, play its steps through the engine API, report.
+
+The runner is one more client of the engine, like the TUI and the tests: it
+holds no rule of its own, only the scenario's order refs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from synctui.brokers.base import Broker
+from synctui.brokers.naming import NamingScheme
+from synctui.brokers.sim import BrokerSettings, SimBroker
+from synctui.domain.clock import Clock, SteppingClock
+from synctui.domain.errors import Refused
+from synctui.domain.instruments import ONE, Catalog, Instrument, Kind
+from synctui.domain.orders import MarginMode, OrderType, Side
+from synctui.domain.prices import PriceBook
+from synctui.domain.risk import RiskLimits
+from synctui.engine.engine import Engine
+from synctui.scenario import model as m
+from synctui.scenario.model import Scenario, ScenarioError, parse_step
+
+
+@dataclass
+class World:
+    catalog: Catalog
+    prices: PriceBook
+    brokers: dict[str, Broker]
+    engine: Engine
+    clock: Clock
+    refs: dict[str, str] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def restart(self) -> None:
+        """Rebuild the engine from its saved state; the brokers keep theirs."""
+        saved = self.engine.state.snapshot()
+        self.engine.close()
+        self.engine = Engine(self.brokers, self.prices, self.catalog, self.clock, state=saved)
+
+
+def _instrument(spec: m.InstrumentSpec, index: int) -> Instrument:
+    where = f"instruments[{index}]"
+    kind = spec.kind
+    if kind is None:
+        kind = "future" if spec.margin_per_contract is not None else "perp"
+    if kind == "future":
+        if spec.margin_per_contract is None:
+            raise ScenarioError(f"{where}.margin_per_contract: is required for a future")
+        step = spec.qty_step or ONE
+        return Instrument(
+            symbol=spec.symbol, family=spec.family, kind=Kind.FUTURE,
+            multiplier=spec.multiplier, tick=spec.tick, qty_step=step,
+            min_qty=spec.min_qty or step, margin_per_contract=spec.margin_per_contract,
+            name=spec.name,
+        )
+    if spec.max_leverage is None:
+        raise ScenarioError(f"{where}.max_leverage: is required for a perp")
+    step = spec.qty_step or Decimal("0.001")
+    return Instrument(
+        symbol=spec.symbol, family=spec.family, kind=Kind.PERP, multiplier=spec.multiplier,
+        tick=spec.tick, qty_step=step, min_qty=spec.min_qty or step,
+        max_leverage=spec.max_leverage, mmr=spec.maintenance_margin_rate or Decimal(0),
+        name=spec.name,
+    )
+
+
+def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
+    """The starting world. Anything wrong in it makes the file invalid (ScenarioError)."""
+    clock = clock or SteppingClock()
+    catalog = Catalog()
+    for index, spec in enumerate(scenario.instruments):
+        catalog.add(_instrument(spec, index))
+    prices = PriceBook(catalog)
+    for symbol, price in scenario.prices.items():
+        try:
+            prices.set(symbol, price)
+        except Refused as refused:
+            raise ScenarioError(f"prices.{symbol}: {refused.message}") from None
+    brokers: dict[str, Broker] = {
+        name: SimBroker(
+            name, catalog, prices,
+            BrokerSettings(spec.fee_per_contract, spec.slippage_ticks, NamingScheme(spec.naming)),
+            clock,
+        )
+        for name, spec in scenario.brokers.items()
+    }
+    engine = Engine(brokers, prices, catalog, clock)
+    for index, account in enumerate(scenario.accounts):
+        risk = account.risk or m.RiskSpec()
+        try:
+            engine.add_account(account.id, account.broker, account.balance,
+                               RiskLimits(risk.daily_loss_limit, risk.max_drawdown))
+        except Refused as refused:
+            raise ScenarioError(f"accounts[{index}]: {refused.message}") from None
+    for index, group in enumerate(scenario.groups):
+        try:
+            engine.create_group(group.name, group.leader, group.followers)
+        except Refused as refused:
+            raise ScenarioError(f"groups[{index}]: {refused.message}") from None
+    return World(catalog, prices, brokers, engine, clock)
+
+
+def run_step(world: World, index: int, raw: dict[str, Any]) -> None:
+    """Apply one step; a refusal is recorded in `world.errors` and the replay goes on."""
+    try:
+        apply_step(world, parse_step(raw))
+    except ValueError as error:
+        world.errors.append({"step": index, "message": str(error)})
+    except Refused as refused:
+        world.errors.append({"step": index, "message": refused.message})
+
+
+def apply_step(world: World, step: m.Step) -> None:
+    engine = world.engine
+    if isinstance(step, m.PriceStep):
+        engine.set_price(step.symbol, step.price)
+    elif isinstance(step, m.OrderStep):
+        if step.ref is not None and step.ref in world.refs:
+            raise Refused(f"ref {step.ref!r} is already used by another order")
+        order_id = engine.place_order(
+            step.account, step.symbol, Side(step.side), qty=step.qty, margin=step.margin,
+            type=OrderType(step.type), price=step.price, stop_loss=step.stop_loss,
+            take_profit=step.take_profit, leverage=step.leverage,
+            margin_mode=MarginMode(step.margin_mode) if step.margin_mode else None)
+        if step.ref is not None:
+            world.refs[step.ref] = order_id
+    elif isinstance(step, m.ModifyStep):
+        engine.modify_order(_ref(world, step.ref), step.price)
+    elif isinstance(step, m.CancelStep):
+        engine.cancel_order(_ref(world, step.ref))
+    elif isinstance(step, m.SetLeverageStep):
+        engine.set_leverage(step.account, step.symbol, step.leverage)
+    elif isinstance(step, m.AdjustMarginStep):
+        engine.adjust_margin(step.account, step.symbol, step.amount)
+    elif isinstance(step, m.CreateGroupStep):
+        engine.create_group(step.name, step.leader, step.followers)
+    elif isinstance(step, m.SetLeaderStep):
+        engine.set_leader(step.group, step.account)
+    elif isinstance(step, m.RemoveLeaderStep):
+        if step.account is not None and engine.group(step.group).leader != step.account:
+            raise Refused(f"account {step.account!r} does not lead group {step.group!r}")
+        engine.remove_leader(step.group)
+    elif isinstance(step, m.FollowersStep):
+        if step.op == "add_followers":
+            engine.add_followers(step.group, step.accounts)
+        else:
+            engine.remove_followers(step.group, step.accounts)
+    elif isinstance(step, m.GroupStep):
+        action = {"activate": engine.activate, "pause": engine.pause,
+                  "flatten_all": engine.flatten_all, "cancel_orders": engine.cancel_orders}
+        action[step.op](step.group)
+    elif isinstance(step, m.RatioStep):
+        engine.set_ratio(step.group, step.follower, step.symbol, step.ratio)
+    elif isinstance(step, m.SyncStep):
+        engine.set_sync(step.group, step.follower, step.symbol, step.on)
+    elif isinstance(step, m.CrossStep):
+        engine.set_cross(step.group, step.follower, step.symbol, step.to)
+    elif isinstance(step, m.FlattenPositionStep):
+        engine.flatten_position(step.account, step.symbol)
+    elif isinstance(step, m.ResetBreachStep):
+        engine.reset_breach(step.account)
+    elif isinstance(step, m.BareStep):
+        if step.op == "emergency_stop":
+            engine.emergency_stop()
+        else:
+            world.restart()
+    else:
+        raise Refused(f"{step.op} is not supported yet (Smart Sync lands with its own issue)")
+
+
+def _ref(world: World, ref: str) -> str:
+    try:
+        return world.refs[ref]
+    except KeyError:
+        raise Refused(f"no order was placed with ref {ref!r}") from None
+
+
+def replay(scenario: Scenario, clock: Clock | None = None) -> World:
+    world = build_world(scenario, clock)
+    for index, raw in enumerate(scenario.steps):
+        run_step(world, index, raw)
+    return world
