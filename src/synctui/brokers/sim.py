@@ -29,7 +29,7 @@ from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import whole_number
 from synctui.domain.instruments import Catalog, Instrument
 from synctui.domain.margin import isolated_liquidated, maintenance_margin, order_margin
-from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+from synctui.domain.orders import FillCause, MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.position import apply_fill, split_fill, unrealized_pnl
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits, RiskState
@@ -100,6 +100,7 @@ class SimBroker:
         self._orders: dict[str, SimOrder] = {}  # every working order, by id
         self._client_ids: dict[str, str] = {}  # client id -> order id, forever
         self._order_log: dict[str, OrderInfo] = {}  # every order ever accepted
+        self._status: dict[str, OrderStatus] = {}
         self._next_id = 1
         self._next_fill = 1
         self._listeners: list[Listener] = []
@@ -200,8 +201,6 @@ class SimBroker:
             if level is not None:
                 inst.check_price(level, what)
         current = self.prices.get(inst.symbol)
-        reference = request.price if request.price is not None else current
-        self._check_brackets(request.side, reference, request.stop_loss, request.take_profit)
         if acct.breached:
             raise OrderRejected(RejectReason.ACCOUNT_BREACHED,
                                 f"account {account!r} has breached its {acct.breached} "
@@ -227,19 +226,6 @@ class SimBroker:
         self._rest(acct, order)
         return order.id
 
-    @staticmethod
-    def _check_brackets(side: Side, reference: Decimal, stop_loss: Decimal | None,
-                        take_profit: Decimal | None) -> None:
-        """Brackets on the wrong side of the entry would exit at once: refuse them."""
-        below, above = ("below", "above") if side is Side.BUY else ("above", "below")
-        if stop_loss is not None and (stop_loss >= reference if side is Side.BUY
-                                      else stop_loss <= reference):
-            raise Refused(f"the stop loss of a {side} must be {below} the entry price {reference}")
-        if take_profit is not None and (take_profit <= reference if side is Side.BUY
-                                        else take_profit >= reference):
-            raise Refused(
-                f"the take profit of a {side} must be {above} the entry price {reference}")
-
     def _new_id(self) -> str:
         order_id = f"{self.name}-{self._next_id}"
         self._next_id += 1
@@ -249,6 +235,7 @@ class SimBroker:
         if order.client_id is not None:
             self._client_ids[order.client_id] = order.id
         self._order_log[order.id] = self._info(order)
+        self._status[order.id] = OrderStatus.WORKING
 
     def _rest(self, acct: SimAccount, order: SimOrder) -> None:
         acct.orders[order.id] = order
@@ -306,6 +293,7 @@ class SimBroker:
     def _cancel(self, order: SimOrder, reason: str) -> None:
         acct = self._accounts[order.account]
         self._take_off(acct, order)
+        self._status[order.id] = OrderStatus.CANCELLED
         self._emit(OrderCancelled(self._info(order), reason))
 
     def _take_off(self, acct: SimAccount, order: SimOrder) -> None:
@@ -355,6 +343,7 @@ class SimBroker:
         if order.reduce_only:
             if pos is None or (held > 0) == (order.side is Side.BUY):
                 self._order_done(acct, order)
+                self._status[order.id] = OrderStatus.CANCELLED
                 self._emit(OrderCancelled(self._info(order), "nothing to reduce"))
                 return
             qty = min(qty, abs(held))
@@ -363,11 +352,13 @@ class SimBroker:
             self._check_affordable(acct, sized, price)
         except OrderRejected as rejected:
             self._order_done(acct, order)
+            self._status[order.id] = OrderStatus.REJECTED
             if refuse:
                 raise
             self._emit(OrderFailed(self._info(order), rejected.reason, rejected.message))
             return
         self._order_done(acct, order)
+        self._status[order.id] = OrderStatus.FILLED
         self._fill(acct, inst, order.side, qty, price, cause, order)
 
     def _order_done(self, acct: SimAccount, order: SimOrder) -> None:
@@ -378,8 +369,12 @@ class SimBroker:
                 self._cancel(sibling, "oco")
 
     def _fill(self, acct: SimAccount, inst: Instrument, side: Side, qty: Decimal,
-              price: Decimal, cause: FillCause, order: SimOrder | None) -> None:
-        """Apply one fill to the account and report it. Margin is already checked."""
+              price: Decimal, cause: FillCause, order: SimOrder | None,
+              check_risk: bool = True) -> None:
+        """Apply one fill to the account and report it. Margin is already checked.
+
+        `check_risk` is off while a liquidation closes several positions: the
+        liquidation finishes at the update price before the risk rules look."""
         symbol = inst.symbol
         pos = acct.positions.get(symbol)
         held = pos.qty if pos else ZERO
@@ -427,7 +422,8 @@ class SimBroker:
             self._cancel_reduce_only(acct, symbol)
         if order is not None and outcome.opened and (order.stop_loss or order.take_profit):
             self._place_brackets(acct, order, outcome.opened)
-        self._check_risk(acct)
+        if check_risk:
+            self._check_risk(acct)
 
     def _cancel_reduce_only(self, acct: SimAccount, symbol: str) -> None:
         """A reduce-only order still working when its position goes flat is cancelled (SPEC 8)."""
@@ -486,7 +482,8 @@ class SimBroker:
         price = self.prices.get(symbol)
         if slip:
             price = self._slipped(inst, side, price)
-        self._fill(acct, inst, side, abs(pos.qty), price, cause, None)
+        self._fill(acct, inst, side, abs(pos.qty), price, cause, None,
+                   check_risk=cause is not FillCause.LIQUIDATION)
 
     # --- leverage and margin --------------------------------------------------
 
@@ -638,6 +635,9 @@ class SimBroker:
     def order(self, order_id: str) -> OrderInfo | None:
         order = self._orders.get(order_id)
         return self._info(order) if order else None
+
+    def order_status(self, order_id: str) -> OrderStatus | None:
+        return self._status.get(order_id)
 
     def order_by_client_id(self, client_id: str) -> OrderInfo | None:
         order_id = self._client_ids.get(client_id)

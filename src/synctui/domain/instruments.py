@@ -64,6 +64,7 @@ class Instrument:
         return max(ticks, ONE) * self.tick
 
     def check_qty(self, qty: Decimal) -> None:
+        _in_range(qty, "quantity")
         if qty <= 0:
             raise Refused(f"quantity must be positive, got {qty}")
         if qty % self.qty_step != 0:
@@ -72,10 +73,21 @@ class Instrument:
             raise Refused(f"{self.symbol} quantity must be at least {self.min_qty}")
 
     def check_price(self, price: Decimal, what: str = "price") -> None:
+        _in_range(price, what)
         if price <= 0:
             raise Refused(f"{what} must be positive, got {price}")
         if price % self.tick != 0:
             raise Refused(f"{self.symbol} {what} must be a multiple of the tick {self.tick}")
+
+
+# Far beyond any real price or size, and small enough that tick and step
+# arithmetic stays exact in the 28-digit Decimal context.
+LIMIT = Decimal("1e15")
+
+
+def _in_range(value: Decimal, what: str) -> None:
+    if not value.is_finite() or abs(value) >= LIMIT:
+        raise Refused(f"{what} {value} is out of range")
 
 
 def _future(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from enum import StrEnum
 
+from synctui.domain.errors import Refused
+
 
 class Side(StrEnum):
     BUY = "buy"
@@ -47,3 +49,25 @@ class FillCause(StrEnum):
     RISK = "risk"  # a breach flattens the account
     FLATTEN = "flatten"  # Flatten Position on one account and symbol
     GROUP_FLATTEN = "group_flatten"  # Flatten All / Emergency Stop: never copied
+
+
+class OrderStatus(StrEnum):
+    WORKING = "working"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"  # refused, or could not be afforded when it reached its price
+
+
+def check_brackets(side: Side, entry: Decimal, stop_loss: Decimal | None,
+                   take_profit: Decimal | None) -> None:
+    """A trader's own bracket on the wrong side of the entry would exit at once: refuse it.
+
+    Copies are not checked: a follower mirrors what the leader's broker did,
+    where a bracket already through its level simply fills at once.
+    """
+    below, above = ("below", "above") if side is Side.BUY else ("above", "below")
+    if stop_loss is not None and (stop_loss >= entry if side is Side.BUY else stop_loss <= entry):
+        raise Refused(f"the stop loss of a {side} must be {below} the entry price {entry}")
+    if take_profit is not None and (
+            take_profit <= entry if side is Side.BUY else take_profit >= entry):
+        raise Refused(f"the take profit of a {side} must be {above} the entry price {entry}")

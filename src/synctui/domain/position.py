@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from synctui.domain.money import money
+
 ZERO = Decimal(0)
 
 
@@ -31,10 +33,10 @@ def split_fill(position: Decimal, fill: Decimal) -> tuple[Decimal, Decimal]:
 
 def realized_pnl(position: Decimal, avg: Decimal, exit_price: Decimal, qty: Decimal,
                  multiplier: Decimal) -> Decimal:
-    """PnL of closing `qty` of a signed position at `exit_price`."""
+    """PnL of closing `qty` of a signed position at `exit_price`, to the money quantum."""
     if position > 0:
-        return (exit_price - avg) * qty * multiplier
-    return (avg - exit_price) * qty * multiplier
+        return money((exit_price - avg) * qty * multiplier)
+    return money((avg - exit_price) * qty * multiplier)
 
 
 def unrealized_pnl(position: Decimal, avg: Decimal, price: Decimal,

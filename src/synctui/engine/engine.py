@@ -30,7 +30,14 @@ from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupStatus, PauseReason
 from synctui.domain.instruments import Catalog
 from synctui.domain.margin import qty_for_margin
-from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+from synctui.domain.orders import (
+    FillCause,
+    MarginMode,
+    OrderStatus,
+    OrderType,
+    Side,
+    check_brackets,
+)
 from synctui.domain.position import split_fill
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits
@@ -170,6 +177,9 @@ class Engine:
             raise Refused("a market order takes no price")
         if inst.is_future and (leverage is not None or margin_mode is not None):
             raise Refused(f"{symbol} is a future: futures have no leverage or margin mode")
+        if stop_loss is not None or take_profit is not None:
+            check_brackets(side, price if price is not None else self.prices.get(symbol),
+                           stop_loss, take_profit)
         with self._command():
             saved = None if inst.is_future else broker.leverage_of(account, native)
             try:
@@ -298,9 +308,35 @@ class Engine:
             self.state.touch("groups")
 
     def set_sync(self, group: str, follower: str | None, symbol: str, on: bool) -> None:
+        """Sync off withdraws the follower's working mirrors in that contract, so an
+        entry copied earlier cannot fill after the follower stopped copying. Bracket
+        exits stay: they protect what the follower holds."""
         with self._command():
             self.state.groups.set_sync(group, follower, symbol, on, self.catalog)
             self.state.touch("groups")
+            if not on:
+                g = self.state.groups.get(group)
+                for account in [follower] if follower else list(g.followers):
+                    self._withdraw_mirrors(g, account, symbol)
+
+    def _withdraw_mirrors(self, group: Group, follower: str, symbol: str) -> None:
+        if group.leader is None:
+            return
+        leader_broker = self.broker_of(group.leader)
+        leader_native = self._native(leader_broker, symbol)
+        broker = self.broker_of(follower)
+        for leader_order, links in self.state.mirrors.items():
+            ids = links.get(follower)
+            if not ids:
+                continue
+            info = leader_broker.order(leader_order)
+            if info is not None and info.symbol != leader_native:
+                continue
+            for order_id in ids:
+                mirror = broker.order(order_id)
+                if mirror is not None and self._catalog_symbol(mirror) == group.traded_symbol(
+                        follower, symbol):
+                    broker.cancel_order(order_id)
 
     def set_cross(self, group: str, follower: str, symbol: str, to: str | None) -> None:
         with self._command():
@@ -432,14 +468,29 @@ class Engine:
             return
         handled: set[str] = set()
         if fill.order_id is not None:
-            handled.update(self.state.mirrors.get(fill.order_id, {}))
+            for follower, ids in self.state.mirrors.get(fill.order_id, {}).items():
+                if self._holds_mirror(follower, ids):
+                    handled.add(follower)
         if fill.parent_id is not None:
-            handled.update(self.state.bracketed.get(fill.parent_id, set()))
+            handled.update(self.state.bracketed.get(fill.parent_id, {}))
         closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
         for follower in group.followers:
             setting = group.setting(follower, symbol)
             if setting.sync and follower not in handled:
                 self._copy_fill(group, follower, setting, symbol, fill, closed, opened)
+
+    def _holds_mirror(self, follower: str, ids: list[str]) -> bool:
+        """A follower holds a mirror that works, filled or failed (its one outcome).
+
+        A mirror its own broker cancelled (a reduce-only close with nothing left
+        to reduce) is not held: the leader's fill reaches that follower as a
+        market copy, whose close does nothing on a flat position but whose
+        opening part keeps the follower with the leader.
+        """
+        if not ids:
+            return True  # placement failed: the failure was its outcome
+        broker = self.broker_of(follower)
+        return any(broker.order_status(i) is not OrderStatus.CANCELLED for i in ids)
 
     def _copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
                    fill: Fill, closed: Decimal, opened: Decimal) -> None:
@@ -467,7 +518,7 @@ class Engine:
                 symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
                 take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")))
             if order_id is not None and has_brackets and fill.order_id is not None:
-                self.state.mark_bracketed(fill.order_id, follower)
+                self.state.mark_bracketed(fill.order_id, follower, order_id)
 
     def _on_leader_order(self, order: OrderInfo) -> None:
         """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""
@@ -512,22 +563,33 @@ class Engine:
                 if open_id:
                     ids.append(open_id)
                     if order.stop_loss is not None or order.take_profit is not None:
-                        self.state.mark_bracketed(order.id, follower)
+                        self.state.mark_bracketed(order.id, follower, open_id)
             if tried:
                 self.state.link_mirror(order.id, follower, ids)
 
     def _live_mirrors(self, order: OrderInfo) -> Iterator[tuple[str, Broker, str]]:
-        """Mirrors that a leader's modify or cancel still reaches (SPEC 8)."""
-        links = self.state.mirrors.get(order.id)
-        if not links:
-            return
+        """Mirrors that a leader's modify or cancel still reaches (SPEC 8).
+
+        A leader bracket leg's mirror is the follower's leg of the same role on
+        the follower's copy of the bracketed order.
+        """
         group = self._active_group_led_by(order.account)
         if group is None:
             return
+        if order.parent_id is not None:
+            links = self.state.bracketed.get(order.parent_id, {})
+        else:
+            links = self.state.mirrors.get(order.id, {})
         for follower, ids in links.items():
             if follower not in group.followers:
                 continue
             broker = self.broker_of(follower)
+            if order.parent_id is not None:
+                parents = set(ids)
+                for leg in broker.working_orders(follower):
+                    if leg.parent_id in parents and leg.role == order.role:
+                        yield group.name, broker, leg.id
+                continue
             for order_id in ids:
                 if broker.order(order_id) is not None:
                     yield group.name, broker, order_id

@@ -22,8 +22,8 @@ class EngineState:
     accounts: dict[str, str] = field(default_factory=dict)  # account -> broker name
     # leader order id -> follower -> the follower order ids mirroring it ([] = tried, failed)
     mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    # leader order id -> followers whose copy of it carries its brackets
-    bracketed: dict[str, set[str]] = field(default_factory=dict)
+    # leader order id -> follower -> its orders copying it with the same brackets
+    bracketed: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # follower order id -> group name, for failures reported after placement
     copy_group: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -40,8 +40,8 @@ class EngineState:
         self.copy_group[order_id] = group
         self.touch("copy_group")
 
-    def mark_bracketed(self, leader_order: str, follower: str) -> None:
-        self.bracketed.setdefault(leader_order, set()).add(follower)
+    def mark_bracketed(self, leader_order: str, follower: str, order_id: str) -> None:
+        self.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(order_id)
         self.touch("bracketed")
 
     def add_failure(self, failure: Failure) -> None:

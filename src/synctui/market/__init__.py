@@ -1,0 +1,1 @@
+"""The seeded market simulator (and, later, the demo leader strategy)."""

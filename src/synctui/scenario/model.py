@@ -34,7 +34,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Money = Decimal
+# Far beyond any real amount, and small enough for exact 28-digit arithmetic.
+Money = Annotated[Decimal, Field(allow_inf_nan=False, lt=Decimal("1e15"), gt=Decimal("-1e15"))]
 
 
 class InstrumentSpec(_Model):
@@ -56,20 +57,20 @@ class InstrumentSpec(_Model):
 
 
 class BrokerSpec(_Model):
-    fee_per_contract: Decimal = Field(default=Decimal(0), ge=0)
-    slippage_ticks: Decimal = Field(default=Decimal(0), ge=0)
+    fee_per_contract: Money = Field(default=Decimal(0), ge=0)
+    slippage_ticks: Money = Field(default=Decimal(0), ge=0)
     naming: Literal["plain", "tradovate", "projectx"] = "plain"
 
 
 class RiskSpec(_Model):
-    daily_loss_limit: Decimal | None = Field(default=None, gt=0)
-    max_drawdown: Decimal | None = Field(default=None, gt=0)
+    daily_loss_limit: Money | None = Field(default=None, gt=0)
+    max_drawdown: Money | None = Field(default=None, gt=0)
 
 
 class AccountSpec(_Model):
     id: str = Field(min_length=1)
     broker: str = "sim"
-    balance: Decimal = Field(ge=0)
+    balance: Money = Field(ge=0)
     risk: RiskSpec | None = None
     name: str = ""
 
@@ -85,7 +86,7 @@ class Scenario(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    prices: dict[str, Decimal] = Field(default_factory=dict)
+    prices: dict[str, Money] = Field(default_factory=dict)
     instruments: list[InstrumentSpec] = Field(default_factory=list)
     brokers: dict[str, BrokerSpec] = Field(default_factory=lambda: {"sim": BrokerSpec()})
     accounts: list[AccountSpec] = Field(default_factory=list)
@@ -96,10 +97,18 @@ class Scenario(BaseModel):
     @classmethod
     def _known_ops(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for index, step in enumerate(steps):
-            op = step.get("op")
-            if op not in STEP_MODELS:
-                raise ValueError(f"step {index}: unknown op {op!r}")
+            check_op(index, step)
         return steps
+
+
+def check_op(index: int, step: Any) -> None:
+    """A step must be an object with a known op, or the file is not a scenario."""
+    if not isinstance(step, dict):
+        raise ScenarioError(f"steps[{index}]: must be an object with an op")
+    op = step.get("op")
+    if op not in STEP_MODELS:
+        known = ", ".join(sorted(STEP_MODELS))
+        raise ScenarioError(f"steps[{index}].op: unknown op {op!r} (known: {known})")
 
 
 # --- steps ----------------------------------------------------------------------
@@ -279,18 +288,19 @@ STEP_MODELS: dict[str, type[_Step]] = {
 _STEP = TypeAdapter[Step](Step)
 
 
-def describe(error: ValidationError, prefix: str = "") -> str:
-    """One line naming the first bad field, e.g. `accounts[1].balance: ...`."""
+def describe(error: ValidationError, skip: int = 0) -> str:
+    """One line naming the first bad field, e.g. `accounts[1].balance: ...`.
+
+    `skip` drops leading path parts that are not fields (a step's op tag).
+    """
     first = error.errors()[0]
-    path = prefix
-    for part in first["loc"]:
+    path = ""
+    for part in first["loc"][skip:]:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in STEP_MODELS or part in {"function-after[_known_ops(), list[dict[str,any]]]"}:
-            continue
         else:
             path += f".{part}" if path else str(part)
-    message = first["msg"]
+    message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "is not a field here"
     elif first["type"] == "missing":
@@ -303,7 +313,7 @@ def parse_step(raw: dict[str, Any]) -> Step:
     try:
         return _STEP.validate_python(raw)
     except ValidationError as error:
-        raise ValueError(describe(error)) from None
+        raise ValueError(describe(error, skip=1)) from None
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -327,6 +337,10 @@ def parse_scenario(text: str, origin: str = "scenario") -> Scenario:
             f"column {error.colno}") from None
     if not isinstance(raw, dict):
         raise ScenarioError(f"{origin} must hold a JSON object with prices, accounts and steps")
+    steps = raw.get("steps")
+    if isinstance(steps, list):
+        for index, step in enumerate(steps):
+            check_op(index, step)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as error:

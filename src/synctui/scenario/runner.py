@@ -111,6 +111,8 @@ def run_step(world: World, index: int, raw: dict[str, Any]) -> None:
         world.errors.append({"step": index, "message": str(error)})
     except Refused as refused:
         world.errors.append({"step": index, "message": refused.message})
+    except ArithmeticError:
+        world.errors.append({"step": index, "message": "a number in this step is out of range"})
 
 
 def apply_step(world: World, step: m.Step) -> None:
