@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -22,18 +23,29 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="play a scenario file and print the final state")
     replay.add_argument("file", type=Path, help="a scenario JSON file (SPEC section 7)")
     replay.add_argument("--json", action="store_true", help="print the final state as JSON")
+    replay.add_argument("--db", type=Path, default=None,
+                        help="keep the replay's database here (default: a temporary one)")
     return parser
 
 
-def _replay(file: Path, as_json: bool) -> int:
+def _replay(file: Path, as_json: bool, db: Path | None) -> int:
     from synctui.scenario.model import ScenarioError, load_scenario
     from synctui.scenario.report import report
-    from synctui.scenario.runner import replay
+    from synctui.scenario.runner import replay_with_store
+    from synctui.store.database import StoreError
 
     try:
-        world = replay(load_scenario(file))
+        scenario = load_scenario(file)
     except ScenarioError as error:
         print(f"synctui: invalid scenario {file}: {error}", file=sys.stderr)
+        return 2
+    try:
+        world = asyncio.run(replay_with_store(scenario, db))
+    except ScenarioError as error:
+        print(f"synctui: invalid scenario {file}: {error}", file=sys.stderr)
+        return 2
+    except StoreError as error:
+        print(f"synctui: {error}", file=sys.stderr)
         return 2
     result = report(world)
     if as_json:
@@ -49,7 +61,7 @@ def _replay(file: Path, as_json: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
-        return _replay(args.file, args.json)
+        return _replay(args.file, args.json, args.db)
     _parser().print_help()
     return 0
 

@@ -78,6 +78,21 @@ class SimAccount:
     fees: Decimal = ZERO
 
 
+@dataclass(slots=True)
+class BrokerChanges:
+    """What changed since a store last took changes: ids to write, fills to append."""
+
+    accounts: set[str] = field(default_factory=set)
+    positions: set[tuple[str, str]] = field(default_factory=set)
+    settings: set[tuple[str, str]] = field(default_factory=set)
+    orders: dict[str, SimOrder] = field(default_factory=dict)
+    fills: list[Fill] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.accounts or self.positions or self.settings or self.orders
+                    or self.fills)
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     fee_per_contract: Decimal = ZERO
@@ -104,6 +119,7 @@ class SimBroker:
         self._next_id = 1
         self._next_fill = 1
         self._listeners: list[Listener] = []
+        self.changes: BrokerChanges | None = None  # tracked while a store listens
 
     # --- plumbing -----------------------------------------------------------
 
@@ -114,6 +130,41 @@ class SimBroker:
     def _emit(self, event: BrokerEvent) -> None:
         for listener in self._listeners:
             listener(event)
+
+    def track_changes(self) -> None:
+        self.changes = BrokerChanges()
+
+    def mark_all(self) -> None:
+        """Count everything as changed: the first save of a new world writes it all."""
+        if self.changes is None:
+            self.track_changes()
+        assert self.changes is not None
+        for acct in self._accounts.values():
+            self.changes.accounts.add(acct.id)
+            self.changes.positions.update((acct.id, s) for s in acct.positions)
+            self.changes.settings.update((acct.id, s) for s in acct.settings)
+            self.changes.orders.update(acct.orders)
+
+    def take_changes(self) -> BrokerChanges:
+        taken = self.changes or BrokerChanges()
+        if self.changes is not None:
+            self.changes = BrokerChanges()
+        return taken
+
+    def _touched(self, acct: SimAccount, symbol: str | None = None) -> None:
+        if self.changes is not None:
+            self.changes.accounts.add(acct.id)
+            if symbol is not None:
+                self.changes.positions.add((acct.id, symbol))
+
+    def _setting_touched(self, acct: SimAccount, symbol: str) -> None:
+        if self.changes is not None:
+            self.changes.settings.add((acct.id, symbol))
+            self.changes.positions.add((acct.id, symbol))
+
+    def _order_touched(self, order: SimOrder) -> None:
+        if self.changes is not None:
+            self.changes.orders[order.id] = order
 
     def _account(self, account: str) -> SimAccount:
         try:
@@ -139,15 +190,17 @@ class SimBroker:
     def open_account(self, account: str, balance: Decimal, risk: RiskLimits) -> None:
         if account in self._accounts:
             raise Refused(f"account {account!r} already exists at broker {self.name!r}")
-        self._accounts[account] = SimAccount(
+        acct = self._accounts[account] = SimAccount(
             id=account, balance=balance, risk=risk, risk_state=RiskState(balance, balance)
         )
+        self._touched(acct)
 
     def fund(self, account: str, amount: Decimal) -> None:
         """Move funds in (+) or out (-) of the balance; not profit, so risk shifts too."""
         acct = self._account(account)
         acct.balance += amount
         acct.risk_state.shift(amount)
+        self._touched(acct)
 
     # --- money --------------------------------------------------------------
 
@@ -236,6 +289,7 @@ class SimBroker:
             self._client_ids[order.client_id] = order.id
         self._order_log[order.id] = self._info(order)
         self._status[order.id] = OrderStatus.WORKING
+        self._order_touched(order)
 
     def _rest(self, acct: SimAccount, order: SimOrder) -> None:
         acct.orders[order.id] = order
@@ -278,6 +332,7 @@ class SimBroker:
             return
         order.price = price
         self._order_log[order.id] = self._info(order)
+        self._order_touched(order)
         self._emit(OrderModified(self._info(order)))
 
     def _working(self, order_id: str) -> SimOrder:
@@ -294,6 +349,7 @@ class SimBroker:
         acct = self._accounts[order.account]
         self._take_off(acct, order)
         self._status[order.id] = OrderStatus.CANCELLED
+        self._order_touched(order)
         self._emit(OrderCancelled(self._info(order), reason))
 
     def _take_off(self, acct: SimAccount, order: SimOrder) -> None:
@@ -344,6 +400,7 @@ class SimBroker:
             if pos is None or (held > 0) == (order.side is Side.BUY):
                 self._order_done(acct, order)
                 self._status[order.id] = OrderStatus.CANCELLED
+                self._order_touched(order)
                 self._emit(OrderCancelled(self._info(order), "nothing to reduce"))
                 return
             qty = min(qty, abs(held))
@@ -353,12 +410,14 @@ class SimBroker:
         except OrderRejected as rejected:
             self._order_done(acct, order)
             self._status[order.id] = OrderStatus.REJECTED
+            self._order_touched(order)
             if refuse:
                 raise
             self._emit(OrderFailed(self._info(order), rejected.reason, rejected.message))
             return
         self._order_done(acct, order)
         self._status[order.id] = OrderStatus.FILLED
+        self._order_touched(order)
         self._fill(acct, inst, order.side, qty, price, cause, order)
 
     def _order_done(self, acct: SimAccount, order: SimOrder) -> None:
@@ -403,7 +462,8 @@ class SimBroker:
                 pos.qty, pos.avg, pos.margin = outcome.qty, outcome.avg_price, margin
         fill_id = f"{self.name}-f{self._next_fill}"
         self._next_fill += 1
-        self._emit(Fill(
+        self._touched(acct, symbol)
+        fill = Fill(
             id=fill_id, broker=self.name, account=acct.id, symbol=self.symbols.native(symbol),
             side=side,
             qty=qty, price=price, fee=fee, realized=outcome.realized, cause=cause,
@@ -417,7 +477,10 @@ class SimBroker:
             stop_loss=order.stop_loss if order else None,
             take_profit=order.take_profit if order else None,
             at=self.clock.now(),
-        ))
+        )
+        if self.changes is not None:
+            self.changes.fills.append(fill)
+        self._emit(fill)
         if outcome.qty == 0 or (outcome.closed and outcome.opened):
             self._cancel_reduce_only(acct, symbol)
         if order is not None and outcome.opened and (order.stop_loss or order.take_profit):
@@ -510,6 +573,7 @@ class SimBroker:
             if mode is MarginMode.ISOLATED:
                 pos.margin = new
         acct.settings[inst.symbol] = (value, mode)
+        self._setting_touched(acct, inst.symbol)
 
     def set_margin_mode(self, account: str, symbol: str, mode: MarginMode) -> None:
         acct = self._account(account)
@@ -522,6 +586,7 @@ class SimBroker:
         if inst.symbol in acct.positions:
             raise Refused(f"close the {inst.symbol} position before changing its margin mode")
         acct.settings[inst.symbol] = (leverage, mode)
+        self._setting_touched(acct, inst.symbol)
 
     def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
         acct = self._account(account)
@@ -540,6 +605,7 @@ class SimBroker:
             raise Refused(f"margin cannot go below {floor.normalize():f} "
                           f"(quantity x average price / leverage)")
         pos.margin += amount
+        self._touched(acct, inst.symbol)
 
     # --- risk ---------------------------------------------------------------
 
@@ -547,6 +613,7 @@ class SimBroker:
         if not acct.risk.any or acct.breached:
             return
         rule = acct.risk_state.observe(self._equity(acct), acct.risk)
+        self._touched(acct)
         if rule is None:
             return
         acct.breached = rule
@@ -565,6 +632,7 @@ class SimBroker:
             raise Refused(f"account {account!r} is not breached")
         acct.breached = None
         acct.risk_state.reset(self._equity(acct))
+        self._touched(acct)
 
     # --- the market moves -----------------------------------------------------
 
@@ -665,3 +733,39 @@ class SimBroker:
             breached=acct.breached, risk=acct.risk, positions=tuple(positions),
             orders=tuple(self._info(o) for o in acct.orders.values()),
         )
+
+    # --- persistence: the store reads and restores a broker's own state ------------
+
+    def account_state(self, account: str) -> SimAccount:
+        return self._account(account)
+
+    def accounts(self) -> list[str]:
+        return list(self._accounts)
+
+    def counters(self) -> tuple[int, int]:
+        return self._next_id, self._next_fill
+
+    def status_of(self, order_id: str) -> OrderStatus | None:
+        return self._status.get(order_id)
+
+    def restore(self, accounts: list[SimAccount], working: list[SimOrder],
+                counters: tuple[int, int],
+                known: list[tuple[SimOrder, OrderStatus]]) -> None:
+        """Rebuild from a store: accounts with their positions and settings, the
+        working orders, the id counters, and earlier orders a retry may ask about."""
+        for acct in accounts:
+            acct.orders = {}
+            self._accounts[acct.id] = acct
+        for order in working:
+            self._accounts[order.account].orders[order.id] = order
+            self._orders[order.id] = order
+            self._status[order.id] = OrderStatus.WORKING
+            self._order_log[order.id] = self._info(order)
+            if order.client_id is not None:
+                self._client_ids[order.client_id] = order.id
+        for order, status in known:
+            self._status[order.id] = status
+            self._order_log[order.id] = self._info(order)
+            if order.client_id is not None:
+                self._client_ids[order.client_id] = order.id
+        self._next_id, self._next_fill = counters

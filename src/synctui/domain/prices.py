@@ -14,12 +14,16 @@ class PriceBook:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._by_family: dict[str, Decimal] = {}
+        self._symbol: dict[str, str] = {}  # family -> the symbol its price was last set by
+        self._changed: set[str] = set()
 
     def set(self, symbol: str, price: Decimal) -> str:
         """Validate and store a price; return the family it moved."""
         instrument = self.catalog.get(symbol)
         instrument.check_price(price)
         self._by_family[instrument.family] = price
+        self._symbol[instrument.family] = symbol
+        self._changed.add(instrument.family)
         return instrument.family
 
     def get(self, symbol: str) -> Decimal:
@@ -34,3 +38,12 @@ class PriceBook:
 
     def families(self) -> dict[str, Decimal]:
         return dict(self._by_family)
+
+    def symbol_of(self, family: str) -> str:
+        return self._symbol[family]
+
+    def take_changed(self) -> dict[str, Decimal]:
+        """Families whose price moved since the last call (for a store)."""
+        changed = {family: self._by_family[family] for family in sorted(self._changed)}
+        self._changed = set()
+        return changed

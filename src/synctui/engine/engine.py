@@ -52,7 +52,7 @@ from synctui.engine.events import (
     OrderChanged,
     PriceMoved,
 )
-from synctui.engine.state import EngineState
+from synctui.engine.state import EngineState, Intent
 
 # Cancellations of a leader order that its mirrors follow. The others (an OCO
 # sibling, a flat position) happen at each follower's own broker.
@@ -78,6 +78,8 @@ class Engine:
         self._queue: deque[BrokerEvent] = deque()
         self._draining = False
         self._observers: list[Observer] = []
+        self.deferred = False  # True when a store must commit intents before they are sent
+        self._before: dict[str, tuple[GroupStatus, PauseReason | None]] | None = None
         self._unsubscribe = [b.subscribe(self._queue.append) for b in self.brokers.values()]
 
     def close(self) -> None:
@@ -101,27 +103,61 @@ class Engine:
     @contextmanager
     def _command(self) -> Iterator[None]:
         """Run a command, then handle what the brokers reported and publish status changes."""
-        before = {name: (g.status, g.reason) for name, g in self.state.groups.groups.items()}
+        if self._before is None:
+            self._before = self._statuses()
         try:
             yield
         finally:
             self._drain()
-            for name, group in self.state.groups.groups.items():
-                old = before.get(name)
-                if old != (group.status, group.reason):
-                    self.state.touch("groups")
-                    self._publish(GroupChanged(name, group.status, group.reason,
-                                               old[0] if old else None))
+
+    def _statuses(self) -> dict[str, tuple[GroupStatus, PauseReason | None]]:
+        return {name: (g.status, g.reason) for name, g in self.state.groups.groups.items()}
+
+    def _publish_status_changes(self) -> None:
+        before, self._before = self._before or {}, None
+        for name, group in self.state.groups.groups.items():
+            old = before.get(name)
+            if old != (group.status, group.reason):
+                self.state.touch("groups")
+                self._publish(GroupChanged(name, group.status, group.reason,
+                                           old[0] if old else None))
 
     def _drain(self) -> None:
+        """Handle queued broker events in order, sending each event's intents before
+        the next event is handled (its copies must see the positions they made).
+
+        Deferred, it stops at the first event that leaves intents, so that the
+        driver can commit them before `dispatch` sends them (the outbox).
+        """
         if self._draining:
             return
         self._draining = True
         try:
-            while self._queue:
+            while True:
+                if self.state.intents:
+                    if self.deferred:
+                        return
+                    self.dispatch()
+                    continue
+                if not self._queue:
+                    self._publish_status_changes()
+                    return
                 self._handle(self._queue.popleft())
         finally:
             self._draining = False
+
+    def settle(self) -> bool:
+        """Go on handling events after a dispatch. True when all is handled."""
+        self._drain()
+        return not self._queue and not self.state.intents
+
+    @property
+    def pending_events(self) -> list[BrokerEvent]:
+        """Broker events not handled yet: a store keeps them, so a crash loses none."""
+        return list(self._queue)
+
+    def requeue(self, events: list[BrokerEvent]) -> None:
+        self._queue.extend(events)
 
     # --- accounts -----------------------------------------------------------------
 
@@ -439,18 +475,50 @@ class Engine:
         self.state.add_failure(failure)
         self._publish(CopyFailed(failure))
 
-    def _send(self, group: Group, follower: str, broker: Broker, symbol: str,
-              request: OrderRequest) -> str | None:
-        try:
-            order_id = broker.place_order(follower, request)
-        except OrderRejected as rejected:
-            self._fail(group.name, follower, symbol, rejected.reason, rejected.message)
-            return None
-        except Refused as refused:
-            self._fail(group.name, follower, symbol, RejectReason.REJECTED, refused.message)
-            return None
-        self.state.link_copy(order_id, group.name)
-        return order_id
+    def _send(self, group: Group, follower: str, symbol: str, request: OrderRequest,
+              mirror_of: str | None = None, bracket_of: str | None = None) -> None:
+        """Queue a follower order as an intent; `dispatch` sends it."""
+        assert request.client_id is not None
+        self.state.add_intent(Intent(request.client_id, group.name, follower, symbol, request,
+                                     mirror_of, bracket_of))
+
+    @property
+    def outbox(self) -> list[Intent]:
+        return list(self.state.intents.values())
+
+    def dispatch(self) -> None:
+        """Send every pending intent. A key the broker already knows was sent before a
+        restart: its outcome is taken from the broker, never sent twice."""
+        while self.state.intents:
+            intent = next(iter(self.state.intents.values()))
+            self._dispatch(intent)
+
+    def _dispatch(self, intent: Intent) -> None:
+        broker = self.broker_of(intent.follower)
+        order_id: str | None = None
+        known = broker.order_by_client_id(intent.key)
+        if known is not None:
+            order_id = known.id
+            if broker.order_status(known.id) is OrderStatus.REJECTED:
+                self._fail(intent.group, intent.follower, intent.symbol, RejectReason.REJECTED,
+                           "the broker rejected the order before the restart")
+                order_id = None
+        else:
+            try:
+                order_id = broker.place_order(intent.follower, intent.request)
+            except OrderRejected as rejected:
+                self._fail(intent.group, intent.follower, intent.symbol, rejected.reason,
+                           rejected.message)
+            except Refused as refused:
+                self._fail(intent.group, intent.follower, intent.symbol, RejectReason.REJECTED,
+                           refused.message)
+        if order_id is not None:
+            self.state.link_copy(order_id, intent.group)
+            if intent.mirror_of is not None:
+                self.state.link_mirror(intent.mirror_of, intent.follower, order_id)
+            if intent.bracket_of is not None:
+                self.state.mark_bracketed(intent.bracket_of, intent.follower, order_id)
+        self.state.finish_intent(intent.key, order_id)
 
     def _on_fill(self, fill: Fill) -> None:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
@@ -504,7 +572,7 @@ class Engine:
             if held != 0 and (held > 0) == (fill.position_before > 0):
                 qty = closing_qty(abs(held), abs(fill.position_before), closed, inst)
                 if qty > 0:
-                    self._send(group, follower, broker, traded, OrderRequest(
+                    self._send(group, follower, traded, OrderRequest(
                         symbol=native, side=fill.side, qty=qty, reduce_only=True,
                         client_id=copy_key(fill.id, follower, "close")))
         if opened:
@@ -514,11 +582,10 @@ class Engine:
                            f"{opened} x {setting.ratio} is below the {traded} minimum")
                 return
             has_brackets = fill.stop_loss is not None or fill.take_profit is not None
-            order_id = self._send(group, follower, broker, traded, OrderRequest(
+            self._send(group, follower, traded, OrderRequest(
                 symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
-                take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")))
-            if order_id is not None and has_brackets and fill.order_id is not None:
-                self.state.mark_bracketed(fill.order_id, follower, order_id)
+                take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")),
+                bracket_of=fill.order_id if has_brackets else None)
 
     def _on_leader_order(self, order: OrderInfo) -> None:
         """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""
@@ -540,32 +607,28 @@ class Engine:
             traded = setting.cross or symbol
             inst = self.catalog.get(traded)
             native = self._native(broker, traded)
-            ids: list[str] = []
-            tried = False
+            requests: list[OrderRequest] = []
             if closed:
                 mine = broker.position(follower, native)
                 if mine != 0 and (mine > 0) == (held > 0):
                     qty = closing_qty(abs(mine), abs(held), closed, inst)
                     if qty > 0:
-                        tried = True
-                        close_id = self._send(group, follower, broker, traded, OrderRequest(
+                        requests.append(OrderRequest(
                             symbol=native, side=order.side, qty=qty, type=order.type,
                             price=order.price, reduce_only=True,
                             client_id=copy_key(order.id, follower, "close")))
-                        ids += [close_id] if close_id else []
             if opened:
-                tried = True
-                open_id = self._send(group, follower, broker, traded, OrderRequest(
+                requests.append(OrderRequest(
                     symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),
                     type=order.type, price=order.price, stop_loss=order.stop_loss,
                     take_profit=order.take_profit,
                     client_id=copy_key(order.id, follower, "open")))
-                if open_id:
-                    ids.append(open_id)
-                    if order.stop_loss is not None or order.take_profit is not None:
-                        self.state.mark_bracketed(order.id, follower, open_id)
-            if tried:
-                self.state.link_mirror(order.id, follower, ids)
+            if requests:
+                self.state.start_mirror(order.id, follower)
+            for request in requests:
+                bracketed = request.stop_loss is not None or request.take_profit is not None
+                self._send(group, follower, traded, request, mirror_of=order.id,
+                           bracket_of=order.id if bracketed else None)
 
     def _live_mirrors(self, order: OrderInfo) -> Iterator[tuple[str, Broker, str]]:
         """Mirrors that a leader's modify or cancel still reaches (SPEC 8).

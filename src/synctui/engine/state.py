@@ -2,18 +2,37 @@
 
 Brokers keep their own state (money, positions, orders); the engine keeps
 groups, which account is at which broker, the links between leader orders and
-their mirrors, and the failure log. Every change to it goes through the
-methods here, each of which notes what changed in `dirty`, so a store can
-persist changes through one place.
+their mirrors, the failure log and the outbox of follower orders to send.
+Every change goes through the methods here, which append it to `journal`
+when a store listens, so a store persists every change through one place.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
+from synctui.brokers.base import OrderRequest
 from synctui.domain.groups import GroupBook
 from synctui.engine.events import Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A follower order the engine decided to send (the outbox).
+
+    `key` is the deterministic client order id; a retry reuses it, and the
+    broker refuses a key it has seen, so a copy can never be sent twice.
+    """
+
+    key: str
+    group: str
+    follower: str
+    symbol: str  # catalog symbol the follower trades
+    request: OrderRequest
+    mirror_of: str | None = None  # the leader working order it mirrors
+    bracket_of: str | None = None  # the leader order whose brackets it carries
 
 
 @dataclass(slots=True)
@@ -27,29 +46,54 @@ class EngineState:
     # follower order id -> group name, for failures reported after placement
     copy_group: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
-    dirty: set[str] = field(default_factory=set)
+    intents: dict[str, Intent] = field(default_factory=dict)  # pending, in order
+    # Changes since the store last took them, in order, when a store listens.
+    journal: list[tuple[str, Any]] | None = None
+
+    def _log(self, kind: str, data: Any) -> None:
+        if self.journal is not None:
+            self.journal.append((kind, data))
 
     def touch(self, what: str) -> None:
-        self.dirty.add(what)
+        """Groups and accounts are few: a store rewrites them whole when touched."""
+        self._log(what, None)
 
-    def link_mirror(self, leader_order: str, follower: str, order_ids: list[str]) -> None:
-        self.mirrors.setdefault(leader_order, {})[follower] = order_ids
-        self.touch("mirrors")
+    def start_mirror(self, leader_order: str, follower: str) -> None:
+        """A mirror was tried: even if every order fails, that was its outcome."""
+        self.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
+        self._log("mirror", (leader_order, follower, None))
+
+    def link_mirror(self, leader_order: str, follower: str, order_id: str) -> None:
+        self.mirrors.setdefault(leader_order, {}).setdefault(follower, []).append(order_id)
+        self._log("mirror", (leader_order, follower, order_id))
 
     def link_copy(self, order_id: str, group: str) -> None:
         self.copy_group[order_id] = group
-        self.touch("copy_group")
+        self._log("copy", (order_id, group))
 
     def mark_bracketed(self, leader_order: str, follower: str, order_id: str) -> None:
         self.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(order_id)
-        self.touch("bracketed")
+        self._log("bracketed", (leader_order, follower, order_id))
 
     def add_failure(self, failure: Failure) -> None:
         self.failures.append(failure)
-        self.touch("failures")
+        self._log("failure", failure)
+
+    def add_intent(self, intent: Intent) -> None:
+        self.intents[intent.key] = intent
+        self._log("intent", intent)
+
+    def finish_intent(self, key: str, order_id: str | None) -> None:
+        self.intents.pop(key, None)
+        self._log("intent_done", (key, order_id))
+
+    def take_journal(self) -> list[tuple[str, Any]]:
+        taken = self.journal or []
+        self.journal = [] if self.journal is not None else None
+        return taken
 
     def snapshot(self) -> EngineState:
         """A deep copy: what a restart rebuilds from until the store lands."""
         clone = copy.deepcopy(self)
-        clone.dirty = set()
+        clone.journal = None
         return clone

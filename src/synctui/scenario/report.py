@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from synctui.brokers.base import AccountView
-from synctui.scenario.runner import World
+from synctui.scenario.runner import Replay
 
 PLACES = Decimal("1e-10")
 
@@ -20,8 +20,8 @@ def number(value: Decimal | None) -> int | float | None:
     return float(value.quantize(PLACES))
 
 
-def _account(world: World, view: AccountView) -> dict[str, Any]:
-    symbols = world.brokers[view.broker].symbols
+def _account(world: Replay, view: AccountView) -> dict[str, Any]:
+    symbols = world.world.brokers[view.broker].symbols
     return {
         "broker": view.broker,
         "balance": number(view.balance),
@@ -65,7 +65,7 @@ def _account(world: World, view: AccountView) -> dict[str, Any]:
     }
 
 
-def report(world: World) -> dict[str, Any]:
+def report(world: Replay) -> dict[str, Any]:
     engine = world.engine
     accounts = {
         account: _account(world, engine.broker_of(account).view(account))
@@ -91,5 +91,6 @@ def report(world: World) -> dict[str, Any]:
         "groups": groups,
         "failures": failures,
         "errors": list(world.errors),
-        "prices": {family: number(price) for family, price in world.prices.families().items()},
+        "prices": {family: number(price)
+                   for family, price in world.world.prices.families().items()},
     }

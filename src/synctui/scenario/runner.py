@@ -6,8 +6,10 @@ holds no rule of its own, only the scenario's order refs.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from synctui.brokers.base import Broker
@@ -20,25 +22,25 @@ from synctui.domain.orders import MarginMode, OrderType, Side
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits
 from synctui.engine.engine import Engine
+from synctui.engine.world import World
 from synctui.scenario import model as m
 from synctui.scenario.model import Scenario, ScenarioError, parse_step
+from synctui.store.database import StoreError
+from synctui.store.session import Session
+from synctui.store.store import Store
 
 
 @dataclass
-class World:
-    catalog: Catalog
-    prices: PriceBook
-    brokers: dict[str, Broker]
-    engine: Engine
-    clock: Clock
+class Replay:
+    """A world being replayed: the scenario's order refs and refused steps."""
+
+    world: World
     refs: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def restart(self) -> None:
-        """Rebuild the engine from its saved state; the brokers keep theirs."""
-        saved = self.engine.state.snapshot()
-        self.engine.close()
-        self.engine = Engine(self.brokers, self.prices, self.catalog, self.clock, state=saved)
+    @property
+    def engine(self) -> Engine:
+        return self.world.engine
 
 
 def _instrument(spec: m.InstrumentSpec, index: int) -> Instrument:
@@ -100,22 +102,28 @@ def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
             engine.create_group(group.name, group.leader, group.followers)
         except Refused as refused:
             raise ScenarioError(f"groups[{index}]: {refused.message}") from None
-    return World(catalog, prices, brokers, engine, clock)
+    return World(catalog, prices, brokers, engine, clock,
+                 custom=[spec.symbol for spec in scenario.instruments])
 
 
-def run_step(world: World, index: int, raw: dict[str, Any]) -> None:
-    """Apply one step; a refusal is recorded in `world.errors` and the replay goes on."""
+def run_step(replay: Replay, index: int, raw: dict[str, Any]) -> m.Step | None:
+    """Apply one step; a refusal is recorded in `replay.errors` and the replay goes on.
+    A `restart` step is returned for the caller to carry out (it owns the store)."""
     try:
-        apply_step(world, parse_step(raw))
+        step = parse_step(raw)
+        if isinstance(step, m.BareStep) and step.op == "restart":
+            return step
+        apply_step(replay, step)
     except ValueError as error:
-        world.errors.append({"step": index, "message": str(error)})
+        replay.errors.append({"step": index, "message": str(error)})
     except Refused as refused:
-        world.errors.append({"step": index, "message": refused.message})
+        replay.errors.append({"step": index, "message": refused.message})
     except ArithmeticError:
-        world.errors.append({"step": index, "message": "a number in this step is out of range"})
+        replay.errors.append({"step": index, "message": "a number in this step is out of range"})
+    return None
 
 
-def apply_step(world: World, step: m.Step) -> None:
+def apply_step(world: Replay, step: m.Step) -> None:
     engine = world.engine
     if isinstance(step, m.PriceStep):
         engine.set_price(step.symbol, step.price)
@@ -164,24 +172,49 @@ def apply_step(world: World, step: m.Step) -> None:
         engine.flatten_position(step.account, step.symbol)
     elif isinstance(step, m.ResetBreachStep):
         engine.reset_breach(step.account)
-    elif isinstance(step, m.BareStep):
-        if step.op == "emergency_stop":
-            engine.emergency_stop()
-        else:
-            world.restart()
+    elif isinstance(step, m.BareStep) and step.op == "emergency_stop":
+        engine.emergency_stop()
     else:
         raise Refused(f"{step.op} is not supported yet (Smart Sync lands with its own issue)")
 
 
-def _ref(world: World, ref: str) -> str:
+def _ref(world: Replay, ref: str) -> str:
     try:
         return world.refs[ref]
     except KeyError:
         raise Refused(f"no order was placed with ref {ref!r}") from None
 
 
-def replay(scenario: Scenario, clock: Clock | None = None) -> World:
-    world = build_world(scenario, clock)
+def replay_in_memory(scenario: Scenario, clock: Clock | None = None) -> Replay:
+    """Replay without a store: `restart` rebuilds the engine from a copy of its state."""
+    run = Replay(build_world(scenario, clock))
     for index, raw in enumerate(scenario.steps):
-        run_step(world, index, raw)
-    return world
+        if run_step(run, index, raw) is not None:
+            run.world.restart()
+    return run
+
+
+async def replay_with_store(scenario: Scenario, db: Path | None = None,
+                            clock: Clock | None = None) -> Replay:
+    """Replay through a store: a temporary database unless `db` is given, and a
+    `restart` step rebuilds everything from the database."""
+    clock = clock or SteppingClock()
+    with tempfile.TemporaryDirectory(prefix="synctui-replay-") as scratch:
+        store = await Store.open(db or Path(scratch) / "replay.db")
+        try:
+            if not store.fresh:
+                raise StoreError(f"{store.path} already holds a desk: replay needs a new "
+                                 "database (or none, for a temporary one)")
+            session = await Session.start(store, clock, lambda: build_world(scenario, clock))
+            run = Replay(session.world)
+            for index, raw in enumerate(scenario.steps):
+                restart = run_step(run, index, raw)
+                store.note("scenario", "step", f"{index}: {raw.get('op')}")
+                if restart is not None:
+                    await session.restart()
+                    run.world = session.world
+                else:
+                    await session.settle()
+            return run
+        finally:
+            await store.close()

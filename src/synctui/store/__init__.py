@@ -1,0 +1,1 @@
+"""SQLite persistence (aiosqlite, WAL): every change, exactly-once copying, safe restarts."""

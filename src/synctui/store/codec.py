@@ -1,0 +1,89 @@
+"""JSON for the dataclasses a store keeps whole (queued broker events, intents).
+
+Typed both ways from the dataclass annotations: a Decimal goes out as a
+string and comes back a Decimal, so nothing passes through a binary float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from synctui.brokers.base import OrderRequest
+from synctui.brokers.events import (
+    AccountBreached,
+    BrokerEvent,
+    Fill,
+    OrderCancelled,
+    OrderFailed,
+    OrderInfo,
+    OrderModified,
+    OrderPlaced,
+)
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (Fill, OrderPlaced, OrderModified, OrderCancelled, OrderFailed, AccountBreached)
+}
+
+
+def _out(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _out(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _in(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        return _in(options[0], value)
+    if isinstance(kind, type):
+        if dataclasses.is_dataclass(kind):
+            hints = typing.get_type_hints(kind)
+            return kind(**{f.name: _in(hints[f.name], value[f.name])
+                           for f in dataclasses.fields(kind)})
+        if issubclass(kind, Decimal):
+            return Decimal(value)
+        if issubclass(kind, Enum):
+            return kind(value)
+        if issubclass(kind, datetime):
+            return datetime.fromisoformat(value)
+    return value
+
+
+def dump_event(event: BrokerEvent) -> str:
+    return json.dumps({"type": type(event).__name__, "data": _out(event)})
+
+
+def load_event(text: str) -> BrokerEvent:
+    raw = json.loads(text)
+    event: BrokerEvent = _in(EVENT_TYPES[raw["type"]], raw["data"])
+    return event
+
+
+def dump_request(request: OrderRequest) -> dict[str, Any]:
+    data: dict[str, Any] = _out(request)
+    return data
+
+
+def load_request(data: dict[str, Any]) -> OrderRequest:
+    request: OrderRequest = _in(OrderRequest, data)
+    return request
+
+
+__all__ = ["OrderInfo", "dump_event", "dump_request", "load_event", "load_request"]

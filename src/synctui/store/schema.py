@@ -1,0 +1,81 @@
+"""The database schema, versioned with `PRAGMA user_version`.
+
+A migration is appended, never edited: version N's script turns a version
+N-1 database into version N. `application_id` marks the file as synctui's.
+Decimals are stored as TEXT, exactly as written.
+"""
+
+from __future__ import annotations
+
+APPLICATION_ID = 0x53594E43  # "SYNC"
+
+MIGRATIONS: tuple[str, ...] = (
+    # version 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE instruments (
+        symbol TEXT PRIMARY KEY, family TEXT NOT NULL, kind TEXT NOT NULL,
+        multiplier TEXT NOT NULL, tick TEXT NOT NULL, qty_step TEXT NOT NULL,
+        min_qty TEXT NOT NULL, margin_per_contract TEXT NOT NULL,
+        max_leverage INTEGER NOT NULL, mmr TEXT NOT NULL, name TEXT NOT NULL);
+    CREATE TABLE prices (family TEXT PRIMARY KEY, symbol TEXT NOT NULL, price TEXT NOT NULL);
+    CREATE TABLE brokers (
+        name TEXT PRIMARY KEY, fee_per_contract TEXT NOT NULL, slippage_ticks TEXT NOT NULL,
+        naming TEXT NOT NULL, next_order INTEGER NOT NULL, next_fill INTEGER NOT NULL);
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY, broker TEXT NOT NULL, seq INTEGER NOT NULL,
+        balance TEXT NOT NULL, realized TEXT NOT NULL, fees TEXT NOT NULL,
+        daily_loss_limit TEXT, max_drawdown TEXT, day_start TEXT NOT NULL,
+        peak TEXT NOT NULL, breached TEXT);
+    CREATE TABLE account_settings (
+        account TEXT NOT NULL, symbol TEXT NOT NULL, leverage INTEGER NOT NULL,
+        margin_mode TEXT NOT NULL, PRIMARY KEY (account, symbol)) WITHOUT ROWID;
+    CREATE TABLE positions (
+        account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NOT NULL,
+        avg_price TEXT NOT NULL, margin TEXT NOT NULL,
+        PRIMARY KEY (account, symbol)) WITHOUT ROWID;
+    CREATE TABLE orders (
+        id TEXT PRIMARY KEY, broker TEXT NOT NULL, account TEXT NOT NULL,
+        symbol TEXT NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL, qty TEXT NOT NULL,
+        price TEXT, reduce_only INTEGER NOT NULL, stop_loss TEXT, take_profit TEXT,
+        client_id TEXT UNIQUE, parent_id TEXT, role TEXT, oco_id TEXT,
+        status TEXT NOT NULL);
+    CREATE INDEX orders_working ON orders (status) WHERE status = 'working';
+    CREATE TABLE fills (
+        id TEXT PRIMARY KEY, broker TEXT NOT NULL, account TEXT NOT NULL,
+        symbol TEXT NOT NULL, side TEXT NOT NULL, qty TEXT NOT NULL, price TEXT NOT NULL,
+        fee TEXT NOT NULL, realized TEXT NOT NULL, cause TEXT NOT NULL, order_id TEXT,
+        client_id TEXT, position_before TEXT NOT NULL, position_after TEXT NOT NULL,
+        at TEXT NOT NULL);
+    CREATE INDEX fills_account ON fills (account);
+    CREATE TABLE groups (
+        name TEXT PRIMARY KEY, seq INTEGER NOT NULL, leader TEXT, status TEXT NOT NULL,
+        reason TEXT);
+    CREATE TABLE group_followers (
+        grp TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL,
+        PRIMARY KEY (grp, account)) WITHOUT ROWID;
+    CREATE TABLE follower_settings (
+        grp TEXT NOT NULL, follower TEXT NOT NULL, symbol TEXT NOT NULL,
+        ratio INTEGER NOT NULL, sync INTEGER NOT NULL, cross TEXT,
+        PRIMARY KEY (grp, follower, symbol)) WITHOUT ROWID;
+    CREATE TABLE mirrors (leader_order TEXT NOT NULL, follower TEXT NOT NULL, order_id TEXT);
+    CREATE INDEX mirrors_leader ON mirrors (leader_order);
+    CREATE TABLE bracketed (
+        leader_order TEXT NOT NULL, follower TEXT NOT NULL, order_id TEXT NOT NULL);
+    CREATE INDEX bracketed_leader ON bracketed (leader_order);
+    CREATE TABLE copy_orders (order_id TEXT PRIMARY KEY, grp TEXT NOT NULL);
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY, grp TEXT NOT NULL, account TEXT NOT NULL,
+        symbol TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL, at TEXT NOT NULL);
+    CREATE TABLE intents (
+        key TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL,
+        status TEXT NOT NULL, order_id TEXT);
+    CREATE INDEX intents_pending ON intents (seq) WHERE status = 'pending';
+    CREATE TABLE pending_events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE event_log (
+        id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL,
+        detail TEXT NOT NULL);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,59 @@
+"""Driving a world with a store: the outbox loop, start-up reconciliation, restart.
+
+After every command: save (the leader event and its intents, in one
+transaction), send the intents, handle what that caused, and save again,
+until nothing is pending. One commit per leader event's fan-out, never one
+per follower order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from synctui.domain.clock import Clock
+from synctui.engine.world import World
+from synctui.store.store import Store
+
+
+class Session:
+    def __init__(self, world: World, store: Store, clock: Clock) -> None:
+        self.world = world
+        self.store = store
+        self.clock = clock
+
+    @classmethod
+    async def start(cls, store: Store, clock: Clock, build: Callable[[], World]) -> Session:
+        """A new database gets the world `build` makes; an existing one is loaded and
+        reconciled: pending intents are completed (never re-sent when the broker already
+        has them) and broker events not yet handled are handled."""
+        if store.fresh:
+            world = build()
+            store.attach(world, new=True)
+            await store.save(world, initial=True)
+            store.fresh = False
+        else:
+            world = await store.load(clock)
+            store.attach(world)
+            store.note("app", "start", "loaded from the database")
+        session = cls(world, store, clock)
+        await session.settle()
+        return session
+
+    async def settle(self) -> None:
+        engine = self.world.engine
+        while True:
+            await self.store.save(self.world)
+            if not engine.state.intents and not engine.pending_events:
+                return
+            engine.dispatch()
+            engine.settle()
+
+    async def restart(self) -> None:
+        """Drop everything in memory and come back from the database alone."""
+        await self.settle()
+        self.world.engine.close()
+        self.store.detach()
+        self.world = await self.store.load(self.clock)
+        self.store.attach(self.world)
+        self.store.note("app", "restart", "rebuilt from the database")
+        await self.settle()

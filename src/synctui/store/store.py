@@ -1,0 +1,423 @@
+"""The repository: saves a world's changes and loads a world back.
+
+`save` writes everything that changed since the last save in ONE
+transaction: the simulated brokers' rows (accounts, positions, settings,
+orders, fills), the engine's journal (groups, mirrors, failures, intents and
+their outcomes), the broker events not handled yet, and the event log. A
+crash at any moment leaves the database at the last save, where every
+pending intent and event is still on record, so a restart completes them:
+nothing is lost and, since a retried intent reuses its client order id,
+nothing is sent twice.
+
+`load` reads open state only (working orders, positions, groups, pending
+intents), so start-up does not grow with history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from synctui.brokers.base import Broker
+from synctui.brokers.naming import NamingScheme
+from synctui.brokers.sim import BrokerSettings, SimAccount, SimBroker, SimOrder, SimPosition
+from synctui.domain.clock import Clock
+from synctui.domain.errors import RejectReason
+from synctui.domain.groups import ContractSetting, Group, GroupBook, GroupStatus, PauseReason
+from synctui.domain.instruments import Catalog, Instrument, Kind
+from synctui.domain.orders import MarginMode, OrderStatus, OrderType, Side
+from synctui.domain.prices import PriceBook
+from synctui.domain.risk import RiskLimits, RiskState
+from synctui.engine.engine import Engine
+from synctui.engine.events import (
+    AccountBreachedEvent,
+    CopyFailed,
+    EngineEvent,
+    Failure,
+    GroupChanged,
+)
+from synctui.engine.state import EngineState, Intent
+from synctui.engine.world import World
+from synctui.store.codec import dump_event, dump_request, load_event, load_request
+from synctui.store.database import Lock, StoreError, open_database
+
+Rows = list[tuple[Any, ...]]
+
+
+def _d(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+@dataclass
+class _Batch:
+    """Statements of one transaction, in order, each with its rows."""
+
+    steps: list[tuple[str, Rows]] = field(default_factory=list)
+
+    def add(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        rows = list(rows)
+        if rows:
+            self.steps.append((sql, rows))
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, lock: Lock, path: Path, fresh: bool) -> None:
+        self.db = db
+        self.path = path
+        self.fresh = fresh
+        self._lock = lock
+        self._writer = asyncio.Lock()  # ONE writer: statements never interleave a transaction
+        self._log: list[tuple[str, str, str, str]] = []
+        self._had_pending_events = True  # clear leftovers on the first save
+        self._intent_seq = 0
+        self._world: World | None = None
+        self._unsubscribe: list[Any] = []
+        self.commits = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        db, lock, fresh = await open_database(path)
+        store = cls(db, lock, path, fresh)
+        async with db.execute("SELECT coalesce(max(seq), 0) FROM intents") as cursor:
+            row = await cursor.fetchone()
+        store._intent_seq = int(row[0]) if row else 0
+        return store
+
+    async def close(self) -> None:
+        self.detach()
+        await self.db.close()
+        self._lock.release()
+
+    # --- following a world ----------------------------------------------------------
+
+    def attach(self, world: World, *, new: bool = False) -> None:
+        """Track every change of `world` from now on; the engine defers sends to us.
+        A `new` world counts as changed whole, so its first save writes all of it."""
+        self.detach()
+        self._world = world
+        for broker in world.brokers.values():
+            if isinstance(broker, SimBroker):
+                if new:
+                    broker.mark_all()
+                elif broker.changes is None:
+                    broker.track_changes()
+        if world.engine.state.journal is None:
+            world.engine.state.journal = []
+        if new:
+            world.engine.state.journal.append(("groups", None))
+        world.engine.deferred = True
+        self._unsubscribe = [world.engine.subscribe(self._observe)]
+
+    def detach(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    def note(self, actor: str, kind: str, detail: str) -> None:
+        """An entry in the event log (who did what, when), written with the next save."""
+        at = self._world.clock.now().isoformat() if self._world else ""
+        self._log.append((at, actor, kind, detail))
+
+    def _observe(self, event: EngineEvent) -> None:
+        if isinstance(event, GroupChanged):
+            reason = f" ({event.reason})" if event.reason else ""
+            self.note("engine", "group_status", f"{event.group}: {event.status}{reason}")
+        elif isinstance(event, CopyFailed):
+            f = event.failure
+            self.note("engine", "copy_failed",
+                      f"{f.group}/{f.account} {f.symbol}: {f.reason} ({f.message})")
+        elif isinstance(event, AccountBreachedEvent):
+            self.note("broker", "breach", f"{event.account}: {event.rule}")
+
+    # --- saving ---------------------------------------------------------------------------
+
+    async def save(self, world: World, *, initial: bool = False) -> None:
+        """Write every change since the last save in one transaction."""
+        batch = _Batch()
+        if initial:
+            self._initial(world, batch)
+        self._prices(world, batch, everything=initial)
+        for name, broker in world.brokers.items():
+            if isinstance(broker, SimBroker):
+                self._broker(world, name, broker, batch)
+        self._journal(world, batch)
+        self._pending_events(world, batch)
+        batch.add("INSERT INTO event_log (at, actor, kind, detail) VALUES (?, ?, ?, ?)",
+                  self._log)
+        self._log = []
+        if not batch.steps:
+            return
+        async with self._writer:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in batch.steps:
+                    await self.db.executemany(sql, rows)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            self.commits += 1
+
+    def _initial(self, world: World, batch: _Batch) -> None:
+        batch.add(
+            "INSERT INTO instruments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i.symbol, i.family, i.kind.value, str(i.multiplier), str(i.tick),
+              str(i.qty_step), str(i.min_qty), str(i.margin_per_contract), i.max_leverage,
+              str(i.mmr), i.name)
+             for i in (world.catalog.get(s) for s in world.custom)])
+        rows = []
+        for name, broker in world.brokers.items():
+            if not isinstance(broker, SimBroker):
+                raise StoreError(f"broker {name!r} cannot be stored")
+            settings = broker.settings
+            rows.append((name, str(settings.fee_per_contract), str(settings.slippage_ticks),
+                         settings.naming.value, *broker.counters()))
+        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _prices(self, world: World, batch: _Batch, everything: bool) -> None:
+        families = world.prices.families() if everything else world.prices.take_changed()
+        if everything:
+            world.prices.take_changed()
+        batch.add(
+            "INSERT INTO prices VALUES (?, ?, ?) ON CONFLICT (family) DO UPDATE SET "
+            "symbol = excluded.symbol, price = excluded.price",
+            [(family, world.prices.symbol_of(family), str(price))
+             for family, price in families.items()])
+
+    def _broker(self, world: World, name: str, broker: SimBroker, batch: _Batch) -> None:
+        changes = broker.take_changes()
+        if not changes:
+            return
+        seq = {account: index for index, account in enumerate(world.engine.state.accounts)}
+        accounts = [broker.account_state(a) for a in sorted(changes.accounts)]
+        batch.add(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
+            "realized = excluded.realized, fees = excluded.fees, day_start = "
+            "excluded.day_start, peak = excluded.peak, breached = excluded.breached",
+            [(a.id, name, seq.get(a.id, len(seq)), str(a.balance), str(a.realized), str(a.fees),
+              _d(a.risk.daily_loss_limit), _d(a.risk.max_drawdown),
+              str(a.risk_state.day_start), str(a.risk_state.peak), a.breached)
+             for a in accounts])
+        upserts, deletes = [], []
+        for account, symbol in sorted(changes.positions):
+            pos = broker.account_state(account).positions.get(symbol)
+            if pos is None:
+                deletes.append((account, symbol))
+            else:
+                upserts.append((account, symbol, str(pos.qty), str(pos.avg), str(pos.margin)))
+        batch.add("DELETE FROM positions WHERE account = ? AND symbol = ?", deletes)
+        batch.add("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)", upserts)
+        settings = []
+        for account, symbol in sorted(changes.settings):
+            stored = broker.account_state(account).settings.get(symbol)
+            if stored is not None:
+                settings.append((account, symbol, stored[0], stored[1].value))
+        batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
+        batch.add(
+            "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
+              _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
+              o.parent_id, o.role, o.oco_id,
+              (broker.status_of(o.id) or OrderStatus.WORKING).value)
+             for o in changes.orders.values()])
+        batch.add(
+            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value, str(f.qty),
+              str(f.price), str(f.fee), str(f.realized), f.cause.value, f.order_id, f.client_id,
+              str(f.position_before), str(f.position_after), f.at.isoformat())
+             for f in changes.fills])
+        batch.add("UPDATE brokers SET next_order = ?, next_fill = ? WHERE name = ?",
+                  [(*broker.counters(), name)])
+
+    def _journal(self, world: World, batch: _Batch) -> None:
+        journal = world.engine.state.take_journal()
+        if any(kind == "groups" for kind, _ in journal):
+            self._groups(world.engine.state.groups, batch)
+        for kind, data in journal:
+            if kind == "mirror":
+                batch.add("INSERT INTO mirrors VALUES (?, ?, ?)", [data])
+            elif kind == "bracketed":
+                batch.add("INSERT INTO bracketed VALUES (?, ?, ?)", [data])
+            elif kind == "copy":
+                batch.add("INSERT OR IGNORE INTO copy_orders VALUES (?, ?)", [data])
+            elif kind == "failure":
+                f: Failure = data
+                batch.add("INSERT INTO failures (grp, account, symbol, reason, message, at) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          [(f.group, f.account, f.symbol, f.reason.value, f.message,
+                            f.at.isoformat())])
+            elif kind == "intent":
+                intent: Intent = data
+                self._intent_seq += 1
+                body = json.dumps({
+                    "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
+                    "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
+                    "bracket_of": intent.bracket_of})
+                batch.add("INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
+                          [(intent.key, self._intent_seq, body)])
+            elif kind == "intent_done":
+                key, order_id = data
+                batch.add("UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
+                          [("sent" if order_id else "failed", order_id, key)])
+
+    def _groups(self, book: GroupBook, batch: _Batch) -> None:
+        """Groups are few: rewritten whole when any changed."""
+        batch.steps.append(("DELETE FROM groups", [()]))
+        batch.steps.append(("DELETE FROM group_followers", [()]))
+        batch.steps.append(("DELETE FROM follower_settings", [()]))
+        groups = list(book.groups.values())
+        batch.add("INSERT INTO groups VALUES (?, ?, ?, ?, ?)",
+                  [(g.name, i, g.leader, g.status.value, g.reason.value if g.reason else None)
+                   for i, g in enumerate(groups)])
+        batch.add("INSERT INTO group_followers VALUES (?, ?, ?)",
+                  [(g.name, f, i) for g in groups for i, f in enumerate(g.followers)])
+        batch.add("INSERT INTO follower_settings VALUES (?, ?, ?, ?, ?, ?)",
+                  [(g.name, f, s, v.ratio, int(v.sync), v.cross)
+                   for g in groups for (f, s), v in g.settings.items()])
+
+    def _pending_events(self, world: World, batch: _Batch) -> None:
+        events = world.engine.pending_events
+        if not events and not self._had_pending_events:
+            return
+        batch.steps.append(("DELETE FROM pending_events", [()]))
+        batch.add("INSERT INTO pending_events VALUES (?, ?)",
+                  [(i, dump_event(e)) for i, e in enumerate(events)])
+        self._had_pending_events = bool(events)
+
+    # --- loading -----------------------------------------------------------------------------
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def load(self, clock: Clock) -> World:
+        """Rebuild a world from open state: what a restart (or a crash) comes back to."""
+        catalog = Catalog()
+        for r in await self._rows("SELECT * FROM instruments"):
+            catalog.add(Instrument(
+                symbol=r[0], family=r[1], kind=Kind(r[2]), multiplier=Decimal(r[3]),
+                tick=Decimal(r[4]), qty_step=Decimal(r[5]), min_qty=Decimal(r[6]),
+                margin_per_contract=Decimal(r[7]), max_leverage=int(r[8]), mmr=Decimal(r[9]),
+                name=r[10]))
+        prices = PriceBook(catalog)
+        for _family, symbol, price in await self._rows("SELECT * FROM prices"):
+            prices.set(symbol, Decimal(price))
+        prices.take_changed()
+        brokers: dict[str, Broker] = {}
+        sims: dict[str, SimBroker] = {}
+        counters: dict[str, tuple[int, int]] = {}
+        for name, fee, slip, naming, next_order, next_fill in await self._rows(
+                "SELECT * FROM brokers"):
+            sims[name] = SimBroker(name, catalog, prices, BrokerSettings(
+                Decimal(fee), Decimal(slip), NamingScheme(naming)), clock)
+            brokers[name] = sims[name]
+            counters[name] = (int(next_order), int(next_fill))
+        state = EngineState()
+        accounts: dict[str, SimAccount] = {}
+        by_broker: dict[str, list[SimAccount]] = {name: [] for name in sims}
+        for r in await self._rows("SELECT * FROM accounts ORDER BY seq, id"):
+            acct = SimAccount(
+                id=r[0], balance=Decimal(r[3]), realized=Decimal(r[4]), fees=Decimal(r[5]),
+                risk=RiskLimits(_dec(r[6]), _dec(r[7])),
+                risk_state=RiskState(Decimal(r[8]), Decimal(r[9])), breached=r[10])
+            accounts[acct.id] = acct
+            by_broker[r[1]].append(acct)
+            state.accounts[acct.id] = r[1]
+        for account, symbol, qty, avg, margin in await self._rows("SELECT * FROM positions"):
+            accounts[account].positions[symbol] = SimPosition(
+                symbol, Decimal(qty), Decimal(avg), Decimal(margin))
+        for account, symbol, leverage, mode in await self._rows(
+                "SELECT * FROM account_settings"):
+            accounts[account].settings[symbol] = (int(leverage), MarginMode(mode))
+        working: dict[str, list[SimOrder]] = {name: [] for name in sims}
+        for r in await self._rows("SELECT * FROM orders WHERE status = 'working' ORDER BY rowid"):
+            working[r[1]].append(self._order(r))
+        # engine state: groups, failures, and links still needed by open orders
+        self._load_groups(state, await self._rows("SELECT * FROM groups ORDER BY seq"),
+                          await self._rows("SELECT * FROM group_followers ORDER BY grp, seq"),
+                          await self._rows("SELECT * FROM follower_settings"))
+        for _id, grp, account, symbol, reason, message, at in await self._rows(
+                "SELECT * FROM failures ORDER BY id"):
+            state.failures.append(Failure(grp, account, symbol, RejectReason(reason), message,
+                                          _time(at)))
+        for leader_order, follower, order_id in await self._rows(
+                "SELECT m.* FROM mirrors m JOIN orders o ON o.id = m.leader_order "
+                "WHERE o.status = 'working' ORDER BY m.rowid"):
+            ids = state.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
+            if order_id is not None:
+                ids.append(order_id)
+        for leader_order, follower, order_id in await self._rows(
+                "SELECT * FROM bracketed WHERE leader_order IN (SELECT parent_id FROM orders "
+                "WHERE status = 'working' AND parent_id IS NOT NULL) ORDER BY rowid"):
+            state.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(
+                order_id)
+        for order_id, grp in await self._rows(
+                "SELECT c.* FROM copy_orders c JOIN orders o ON o.id = c.order_id "
+                "WHERE o.status = 'working'"):
+            state.copy_group[order_id] = grp
+        for key, _seq, body in await self._rows(
+                "SELECT key, seq, body FROM intents WHERE status = 'pending' ORDER BY seq"):
+            data = json.loads(body)
+            state.intents[key] = Intent(key, data["group"], data["follower"], data["symbol"],
+                                        load_request(data["request"]), data["mirror_of"],
+                                        data["bracket_of"])
+        # orders a retry or a mirror check may ask the broker about
+        mirror_ids = {i for links in state.mirrors.values() for ids in links.values()
+                      for i in ids}
+        known: dict[str, list[tuple[SimOrder, OrderStatus]]] = {name: [] for name in sims}
+        wanted = json.dumps(list(state.intents))
+        for r in await self._rows(
+                "SELECT * FROM orders WHERE client_id IN (SELECT value FROM json_each(?))",
+                (wanted,)):
+            known[r[1]].append((self._order(r), OrderStatus(r[15])))
+        for r in await self._rows(
+                "SELECT * FROM orders WHERE status != 'working' AND id IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(sorted(mirror_ids)),)):
+            known[r[1]].append((self._order(r), OrderStatus(r[15])))
+        for name, sim in sims.items():
+            sim.restore(by_broker[name], working[name], counters[name], known[name])
+        engine = Engine(brokers, prices, catalog, clock, state=state)
+        engine.requeue([load_event(body) for (body,) in await self._rows(
+            "SELECT body FROM pending_events ORDER BY seq")])
+        custom = [str(r[0]) for r in await self._rows("SELECT symbol FROM instruments")]
+        world = World(catalog, prices, brokers, engine, clock, custom=custom)
+        self._had_pending_events = True
+        return world
+
+    @staticmethod
+    def _order(r: aiosqlite.Row) -> SimOrder:
+        return SimOrder(
+            id=r[0], account=r[2], symbol=r[3], side=Side(r[4]), type=OrderType(r[5]),
+            qty=Decimal(r[6]), price=_dec(r[7]), reduce_only=bool(r[8]), stop_loss=_dec(r[9]),
+            take_profit=_dec(r[10]), client_id=r[11], parent_id=r[12], role=r[13],
+            oco_id=r[14])
+
+    @staticmethod
+    def _load_groups(state: EngineState, groups: list[aiosqlite.Row],
+                     followers: list[aiosqlite.Row], settings: list[aiosqlite.Row]) -> None:
+        for name, _seq, leader, status, reason in groups:
+            state.groups.groups[name] = Group(
+                name=name, leader=leader, status=GroupStatus(status),
+                reason=PauseReason(reason) if reason else None)
+        for grp, account, _seq in followers:
+            state.groups.groups[grp].followers.append(account)
+        for grp, follower, symbol, ratio, sync, cross in settings:
+            state.groups.groups[grp].settings[(follower, symbol)] = ContractSetting(
+                int(ratio), bool(sync), cross)
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
