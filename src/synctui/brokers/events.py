@@ -88,4 +88,37 @@ class AccountBreached:
     rule: str
 
 
-BrokerEvent = Fill | OrderPlaced | OrderModified | OrderCancelled | OrderFailed | AccountBreached
+@dataclass(frozen=True, slots=True)
+class LeverageChanged:
+    """An account's leverage for a symbol changed (Smart Sync copies follow it)."""
+
+    broker: str
+    account: str
+    symbol: str
+    leverage: int
+    had_position: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MarginAdjusted:
+    """Margin added (+) or removed (-) on an isolated position."""
+
+    broker: str
+    account: str
+    symbol: str
+    delta: Decimal
+    margin_before: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PriceUpdated:
+    """Queued by the engine after every broker saw a new price: stop losses are
+    checked once the update's fills were handled."""
+
+    family: str
+
+
+BrokerEvent = (
+    Fill | OrderPlaced | OrderModified | OrderCancelled | OrderFailed | AccountBreached
+    | LeverageChanged | MarginAdjusted | PriceUpdated
+)

@@ -17,6 +17,8 @@ from synctui.brokers.events import (
     AccountBreached,
     BrokerEvent,
     Fill,
+    LeverageChanged,
+    MarginAdjusted,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
@@ -531,10 +533,12 @@ class SimBroker:
         self._close(acct, catalog_symbol, cause, slip=True)
 
     def close_all(self, account: str, cause: FillCause) -> None:
+        """Cancel everything and close every position: at market with slippage, except a
+        copy's stop loss, which closes at the price of the update (SPEC 8)."""
         acct = self._account(account)
         self.cancel_all(account)
         for symbol in list(acct.positions):
-            self._close(acct, symbol, cause, slip=True)
+            self._close(acct, symbol, cause, slip=cause is not FillCause.COPY_STOP)
 
     def _close(self, acct: SimAccount, symbol: str, cause: FillCause, slip: bool) -> None:
         pos = acct.positions.get(symbol)
@@ -546,7 +550,7 @@ class SimBroker:
         if slip:
             price = self._slipped(inst, side, price)
         self._fill(acct, inst, side, abs(pos.qty), price, cause, None,
-                   check_risk=cause is not FillCause.LIQUIDATION)
+                   check_risk=cause not in (FillCause.LIQUIDATION, FillCause.COPY_STOP))
 
     # --- leverage and margin --------------------------------------------------
 
@@ -574,6 +578,8 @@ class SimBroker:
                 pos.margin = new
         acct.settings[inst.symbol] = (value, mode)
         self._setting_touched(acct, inst.symbol)
+        if value != current:
+            self._emit(LeverageChanged(self.name, account, symbol, value, pos is not None))
 
     def set_margin_mode(self, account: str, symbol: str, mode: MarginMode) -> None:
         acct = self._account(account)
@@ -604,8 +610,10 @@ class SimBroker:
         if amount < 0 and pos.margin + amount < floor:
             raise Refused(f"margin cannot go below {floor.normalize():f} "
                           f"(quantity x average price / leverage)")
+        before = pos.margin
         pos.margin += amount
         self._touched(acct, inst.symbol)
+        self._emit(MarginAdjusted(self.name, account, symbol, amount, before))
 
     # --- risk ---------------------------------------------------------------
 
@@ -688,6 +696,41 @@ class SimBroker:
         if self._equity(acct) <= maintenance:
             for pos in cross:
                 self._close(acct, pos.symbol, FillCause.LIQUIDATION, slip=False)
+
+    def margin_level(self, account: str, symbol: str) -> Decimal | None:
+        """(position margin + uPnL) / maintenance margin of an isolated position."""
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        pos = acct.positions.get(inst.symbol)
+        if pos is None or inst.is_future or inst.mmr == 0:
+            return None
+        price = self.prices.get(inst.symbol)
+        maintenance = maintenance_margin(inst, pos.qty, price)
+        upnl = unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier)
+        return (self._position_margin(acct, pos, inst, price) + upnl) / maintenance
+
+    def position_margin(self, account: str, symbol: str) -> Decimal:
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        pos = acct.positions.get(inst.symbol)
+        if pos is None:
+            return ZERO
+        return self._position_margin(acct, pos, inst, self.prices.get(inst.symbol))
+
+    def isolated_floor(self, account: str, symbol: str) -> Decimal:
+        """The least margin an isolated position may keep: qty x avg / leverage (SPEC 8)."""
+        acct = self._account(account)
+        inst = self._instrument(symbol)
+        pos = acct.positions.get(inst.symbol)
+        if pos is None:
+            return ZERO
+        return abs(pos.qty) * pos.avg / self._setting(acct, inst.symbol)[0]
+
+    def available(self, account: str) -> Decimal:
+        return self._available(self._account(account))
+
+    def equity(self, account: str) -> Decimal:
+        return self._equity(self._account(account))
 
     # --- views --------------------------------------------------------------
 

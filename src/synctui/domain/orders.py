@@ -49,6 +49,8 @@ class FillCause(StrEnum):
     RISK = "risk"  # a breach flattens the account
     FLATTEN = "flatten"  # Flatten Position on one account and symbol
     GROUP_FLATTEN = "group_flatten"  # Flatten All / Emergency Stop: never copied
+    COPY_STOP = "copy_stop"  # a Smart Sync copy's total stop loss closes it at the update price
+    UNFOLLOW = "unfollow"  # a Smart Sync copy closed when its follower unfollows
 
 
 class OrderStatus(StrEnum):

@@ -28,3 +28,32 @@ def closing_qty(follower_held: Decimal, leader_before: Decimal, leader_closed: D
         return follower_held
     share = follower.half_up_qty(follower_held * leader_closed / leader_before)
     return min(share, follower_held)
+
+
+# --- Smart Sync (SPEC 5) ------------------------------------------------------
+
+def fund_usage(leader_margin: Decimal, leader_equity: Decimal) -> Decimal:
+    """The share of the leader's equity an entry commits: margin / equity before the fill."""
+    if leader_equity <= 0:
+        return ZERO
+    return leader_margin / leader_equity
+
+
+def smart_qty(copy_equity: Decimal, usage: Decimal, instrument: Instrument, price: Decimal,
+              leverage: int) -> Decimal:
+    """Copy margin `m = copy equity x u`; perps `m x leverage / price`, futures
+    `m / margin per contract`; rounded down to the step (SPEC 5)."""
+    margin = copy_equity * usage
+    if margin <= 0:
+        return ZERO
+    if instrument.is_future:
+        return instrument.floor_qty(margin / instrument.margin_per_contract)
+    return instrument.floor_qty(margin * leverage / price)
+
+
+def margin_sync_delta(copy_margin: Decimal, leader_delta: Decimal,
+                      leader_margin_before: Decimal) -> Decimal:
+    """The copy's share of a leader's isolated margin change: `copy margin x delta / M`."""
+    if leader_margin_before <= 0:
+        return ZERO
+    return copy_margin * leader_delta / leader_margin_before

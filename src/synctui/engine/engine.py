@@ -19,13 +19,17 @@ from synctui.brokers.events import (
     AccountBreached,
     BrokerEvent,
     Fill,
+    LeverageChanged,
+    MarginAdjusted,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
     OrderModified,
     OrderPlaced,
+    PriceUpdated,
 )
 from synctui.domain.clock import Clock, SystemClock
+from synctui.domain.copies import Copy, OnStop
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupStatus, PauseReason
 from synctui.domain.instruments import Catalog
@@ -52,6 +56,7 @@ from synctui.engine.events import (
     OrderChanged,
     PriceMoved,
 )
+from synctui.engine.smart_sync import SmartSync
 from synctui.engine.state import EngineState, Intent
 
 # Cancellations of a leader order that its mirrors follow. The others (an OCO
@@ -81,6 +86,7 @@ class Engine:
         self.deferred = False  # True when a store must commit intents before they are sent
         self._before: dict[str, tuple[GroupStatus, PauseReason | None]] | None = None
         self._unsubscribe = [b.subscribe(self._queue.append) for b in self.brokers.values()]
+        self.smart = SmartSync(self)
 
     def close(self) -> None:
         """Stop listening to the brokers (a restart builds a new engine on them)."""
@@ -162,17 +168,29 @@ class Engine:
     # --- accounts -----------------------------------------------------------------
 
     def broker_of(self, account: str) -> Broker:
+        """The broker of an account, or of a Smart Sync copy's sub-account."""
+        owner = self.state.subs.get(account)
         try:
-            return self.brokers[self.state.accounts[account]]
+            return self.brokers[self.state.accounts[owner[1] if owner else account]]
         except KeyError:
             raise Refused(f"there is no account {account!r}") from None
+
+    def owner(self, account: str) -> str:
+        """The account a sub-account belongs to (itself for an account)."""
+        owner = self.state.subs.get(account)
+        return owner[1] if owner else account
+
+    @staticmethod
+    def key(*parts: str) -> str:
+        return copy_key(*parts)
 
     def add_account(self, account: str, broker: str, balance: Decimal,
                     risk: RiskLimits | None = None) -> None:
         if not account:
             raise Refused("an account needs an id")
-        if account in self.state.accounts:
-            raise Refused(f"account {account!r} already exists")
+        if account in self.state.accounts or "~copy" in account:
+            raise Refused(f"account {account!r} already exists" if account in self.state.accounts
+                          else "an account id may not contain '~copy'")
         if broker not in self.brokers:
             raise Refused(f"there is no broker named {broker!r}")
         if balance < 0:
@@ -191,6 +209,7 @@ class Engine:
             family = self.prices.set(symbol, price)
             for broker in self.brokers.values():
                 broker.on_price(family)
+            self._queue.append(PriceUpdated(family))
             self._publish(PriceMoved(family, price))
 
     # --- an account's own orders -------------------------------------------------------
@@ -386,6 +405,20 @@ class Engine:
             self.state.groups.set_cross(group, follower, symbol, to, self.catalog, holds)
             self.state.touch("groups")
 
+    # --- Smart Sync (SPEC 5) -------------------------------------------------------------
+
+    def follow(self, group: str, account: str, mode: str, investment: Decimal, *,
+               copy_open_positions: bool = False, stop_loss: Decimal | None = None,
+               on_stop: OnStop = OnStop.CLOSE) -> Copy:
+        return self.smart.follow(group, account, mode, investment, copy_open_positions,
+                                 stop_loss, on_stop)
+
+    def unfollow(self, group: str, account: str) -> None:
+        self.smart.unfollow(group, account)
+
+    def set_investment(self, group: str, account: str, investment: Decimal) -> None:
+        self.smart.set_investment(group, account, investment)
+
     # --- actions ------------------------------------------------------------------------
 
     def _members(self, group: Group) -> list[str]:
@@ -401,6 +434,7 @@ class Engine:
     def _flatten_members(self, group: Group) -> None:
         for account in self._members(group):
             self.broker_of(account).close_all(account, FillCause.GROUP_FLATTEN)
+        self.smart.flatten(group)
 
     def cancel_orders(self, group: str) -> None:
         g = self.state.groups.get(group)
@@ -448,6 +482,15 @@ class Engine:
             if group is not None:
                 self._fail(group, event.order.account, self._catalog_symbol(event.order),
                            event.reason, event.message)
+        elif isinstance(event, PriceUpdated):
+            self.smart.check_stops()
+        elif isinstance(event, LeverageChanged | MarginAdjusted):
+            led = self._active_group_led_by(event.account)
+            if led is not None:
+                if isinstance(event, LeverageChanged):
+                    self.smart.on_leverage(led, event)
+                else:
+                    self.smart.on_margin(led, event)
         elif isinstance(event, AccountBreached):
             self._publish(AccountBreachedEvent(event.account, event.rule))
             led = self.state.groups.group_led_by(event.account)
@@ -471,15 +514,19 @@ class Engine:
 
     def _fail(self, group: str, account: str, symbol: str, reason: RejectReason,
               message: str) -> None:
-        failure = Failure(group, account, symbol, reason, message, self.clock.now())
+        failure = Failure(group, self.owner(account), symbol, reason, message, self.clock.now())
         self.state.add_failure(failure)
         self._publish(CopyFailed(failure))
 
     def _send(self, group: Group, follower: str, symbol: str, request: OrderRequest,
               mirror_of: str | None = None, bracket_of: str | None = None) -> None:
-        """Queue a follower order as an intent; `dispatch` sends it."""
+        self._send_for(group.name, follower, symbol, request, mirror_of, bracket_of)
+
+    def _send_for(self, group: str, follower: str, symbol: str, request: OrderRequest,
+                  mirror_of: str | None = None, bracket_of: str | None = None) -> None:
+        """Queue a follower (or copy) order as an intent; `dispatch` sends it."""
         assert request.client_id is not None
-        self.state.add_intent(Intent(request.client_id, group.name, follower, symbol, request,
+        self.state.add_intent(Intent(request.client_id, group, follower, symbol, request,
                                      mirror_of, bracket_of))
 
     @property
@@ -522,6 +569,9 @@ class Engine:
 
     def _on_fill(self, fill: Fill) -> None:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
+        if fill.account in self.state.subs:
+            self.smart.check_stops([fill.account])
+            return
         group = self._active_group_led_by(fill.account)
         if self._observers:
             copied = fill.order_id is not None and fill.order_id in self.state.copy_group
@@ -546,6 +596,7 @@ class Engine:
             setting = group.setting(follower, symbol)
             if setting.sync and follower not in handled:
                 self._copy_fill(group, follower, setting, symbol, fill, closed, opened)
+        self.smart.on_leader_fill(group, fill, symbol, closed, opened)
 
     def _holds_mirror(self, follower: str, ids: list[str]) -> bool:
         """A follower holds a mirror that works, filled or failed (its one outcome).

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from synctui.domain.copies import CopyStatus
 from synctui.domain.errors import RejectReason
 from synctui.domain.groups import GroupStatus, PauseReason
 from synctui.domain.orders import FillCause, OrderType, Side
@@ -72,6 +73,16 @@ class OrderChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyChanged:
+    """A Smart Sync copy followed, changed, stopped or ended (UI notifications)."""
+
+    group: str
+    account: str
+    status: CopyStatus
+    what: str  # "followed" | "investment" | "stopped" | "unfollowed"
+
+
+@dataclass(frozen=True, slots=True)
 class PriceMoved:
     family: str
     price: Decimal
@@ -79,4 +90,5 @@ class PriceMoved:
 
 EngineEvent = (
     AccountFilled | CopyFailed | GroupChanged | AccountBreachedEvent | OrderChanged | PriceMoved
+    | CopyChanged
 )

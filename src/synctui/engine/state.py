@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synctui.brokers.base import OrderRequest
+from synctui.domain.copies import Copy
 from synctui.domain.groups import GroupBook
 from synctui.engine.events import Failure
 
@@ -47,6 +48,9 @@ class EngineState:
     copy_group: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     intents: dict[str, Intent] = field(default_factory=dict)  # pending, in order
+    copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
+    subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
+    next_copy: int = 1
     # Changes since the store last took them, in order, when a store listens.
     journal: list[tuple[str, Any]] | None = None
 
@@ -55,7 +59,7 @@ class EngineState:
             self.journal.append((kind, data))
 
     def touch(self, what: str) -> None:
-        """Groups and accounts are few: a store rewrites them whole when touched."""
+        """Groups, accounts and copies are few: a store rewrites them whole when touched."""
         self._log(what, None)
 
     def start_mirror(self, leader_order: str, follower: str) -> None:
@@ -86,6 +90,15 @@ class EngineState:
     def finish_intent(self, key: str, order_id: str | None) -> None:
         self.intents.pop(key, None)
         self._log("intent_done", (key, order_id))
+
+    def put_copy(self, copy: Copy) -> None:
+        self.copies[(copy.group, copy.account)] = copy
+        self.subs[copy.sub] = (copy.group, copy.account)
+        self._log("copies", None)
+
+    def copy_of_sub(self, sub: str) -> Copy | None:
+        key = self.subs.get(sub)
+        return self.copies.get(key) if key else None
 
     def take_journal(self) -> list[tuple[str, Any]]:
         taken = self.journal or []

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from synctui.brokers.base import AccountView
+from synctui.domain.copies import Copy, CopyStatus
 from synctui.scenario.runner import Replay
 
 PLACES = Decimal("1e-10")
@@ -20,33 +21,38 @@ def number(value: Decimal | None) -> int | float | None:
     return float(value.quantize(PLACES))
 
 
-def _account(world: Replay, view: AccountView) -> dict[str, Any]:
+def _positions(world: Replay, view: AccountView) -> list[dict[str, Any]]:
+    symbols = world.world.brokers[view.broker].symbols
+    return [
+        {
+            "symbol": symbols.catalog(p.symbol),
+            "broker_symbol": p.symbol,
+            "side": "long" if p.qty > 0 else "short",
+            "qty": number(abs(p.qty)),
+            "avg_price": number(p.avg_price),
+            "leverage": p.leverage,
+            "margin_mode": p.margin_mode.value if p.margin_mode else None,
+            "margin": number(p.margin),
+            "unrealized_pnl": number(p.unrealized),
+        }
+        for p in view.positions
+    ]
+
+
+def _account(world: Replay, view: AccountView, in_use: Decimal) -> dict[str, Any]:
     symbols = world.world.brokers[view.broker].symbols
     return {
         "broker": view.broker,
         "balance": number(view.balance),
         "equity": number(view.equity),
         "available": number(view.available),
-        "in_use": 0,
+        "in_use": number(in_use),
         "used_margin": number(view.used_margin),
         "realized_pnl": number(view.realized),
         "fees": number(view.fees),
         "breached": view.breached is not None,
         "breach": view.breached,
-        "positions": [
-            {
-                "symbol": symbols.catalog(p.symbol),
-                "broker_symbol": p.symbol,
-                "side": "long" if p.qty > 0 else "short",
-                "qty": number(abs(p.qty)),
-                "avg_price": number(p.avg_price),
-                "leverage": p.leverage,
-                "margin_mode": p.margin_mode.value if p.margin_mode else None,
-                "margin": number(p.margin),
-                "unrealized_pnl": number(p.unrealized),
-            }
-            for p in view.positions
-        ],
+        "positions": _positions(world, view),
         "orders": [
             {
                 "id": o.id,
@@ -65,12 +71,43 @@ def _account(world: Replay, view: AccountView) -> dict[str, Any]:
     }
 
 
+def _copy(world: Replay, copy: Copy) -> dict[str, Any]:
+    view = world.engine.broker_of(copy.sub).view(copy.sub)
+    realized = view.realized - view.fees  # a copy's fees count in its realized PnL (SPEC 8)
+    equity = copy.investment + realized if copy.funds_returned else view.equity
+    return {
+        "group": copy.group,
+        "account": copy.account,
+        "status": copy.status.value,
+        "investment": number(copy.investment),
+        "equity": number(equity),
+        "realized_pnl": number(realized),
+        "unrealized_pnl": number(view.equity - view.balance),
+        "available": number(view.available if not copy.funds_returned else equity),
+        "used_margin": number(view.used_margin),
+        "copy_open_positions": copy.copy_open_positions,
+        "stop_loss": number(copy.stop_loss),
+        "on_stop": copy.on_stop.value,
+        "positions": _positions(world, view),
+    }
+
+
+def in_use(world: Replay, account: str) -> Decimal:
+    """The funds of the account's copies still held apart from its balance (SPEC 2, 5)."""
+    engine = world.engine
+    return sum((engine.broker_of(c.sub).view(c.sub).balance
+                for c in engine.state.copies.values()
+                if c.account == account and not c.funds_returned
+                and c.status is not CopyStatus.ENDED), Decimal(0))
+
+
 def report(world: Replay) -> dict[str, Any]:
     engine = world.engine
     accounts = {
-        account: _account(world, engine.broker_of(account).view(account))
+        account: _account(world, engine.broker_of(account).view(account), in_use(world, account))
         for account in engine.state.accounts
     }
+    copies = {copy.key: _copy(world, copy) for copy in engine.state.copies.values()}
     groups = {
         name: {
             "status": group.status.value,
@@ -87,7 +124,7 @@ def report(world: Replay) -> dict[str, Any]:
     ]
     return {
         "accounts": accounts,
-        "copies": {},
+        "copies": copies,
         "groups": groups,
         "failures": failures,
         "errors": list(world.errors),

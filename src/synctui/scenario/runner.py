@@ -16,6 +16,7 @@ from synctui.brokers.base import Broker
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimBroker
 from synctui.domain.clock import Clock, SteppingClock
+from synctui.domain.copies import OnStop
 from synctui.domain.errors import Refused
 from synctui.domain.instruments import ONE, Catalog, Instrument, Kind
 from synctui.domain.orders import MarginMode, OrderType, Side
@@ -172,10 +173,18 @@ def apply_step(world: Replay, step: m.Step) -> None:
         engine.flatten_position(step.account, step.symbol)
     elif isinstance(step, m.ResetBreachStep):
         engine.reset_breach(step.account)
+    elif isinstance(step, m.FollowStep):
+        engine.follow(step.group, step.account, step.mode, step.investment,
+                      copy_open_positions=step.copy_open_positions, stop_loss=step.stop_loss,
+                      on_stop=OnStop(step.on_stop))
+    elif isinstance(step, m.SetInvestmentStep):
+        engine.set_investment(step.group, step.account, step.investment)
+    elif isinstance(step, m.UnfollowStep):
+        engine.unfollow(step.group, step.account)
     elif isinstance(step, m.BareStep) and step.op == "emergency_stop":
         engine.emergency_stop()
-    else:
-        raise Refused(f"{step.op} is not supported yet (Smart Sync lands with its own issue)")
+    else:  # pragma: no cover - every op is handled above
+        raise Refused(f"{step.op} is not supported")
 
 
 def _ref(world: Replay, ref: str) -> str:

@@ -20,16 +20,20 @@ from synctui.brokers.events import (
     AccountBreached,
     BrokerEvent,
     Fill,
+    LeverageChanged,
+    MarginAdjusted,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
     OrderModified,
     OrderPlaced,
+    PriceUpdated,
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (Fill, OrderPlaced, OrderModified, OrderCancelled, OrderFailed, AccountBreached)
+    for cls in (Fill, OrderPlaced, OrderModified, OrderCancelled, OrderFailed, AccountBreached,
+                LeverageChanged, MarginAdjusted, PriceUpdated)
 }
 
 

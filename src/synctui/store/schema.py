@@ -76,6 +76,15 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, kind TEXT NOT NULL,
         detail TEXT NOT NULL);
     """,
+    # version 2: Smart Sync copies (their sub-accounts live in `accounts`)
+    """
+    CREATE TABLE copies (
+        grp TEXT NOT NULL, account TEXT NOT NULL, sub TEXT NOT NULL UNIQUE,
+        investment TEXT NOT NULL, copy_open_positions INTEGER NOT NULL, stop_loss TEXT,
+        on_stop TEXT NOT NULL, status TEXT NOT NULL, funds_returned INTEGER NOT NULL,
+        pending_leverage TEXT NOT NULL, PRIMARY KEY (grp, account));
+    INSERT INTO meta VALUES ('next_copy', '1');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

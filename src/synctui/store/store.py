@@ -30,6 +30,7 @@ from synctui.brokers.base import Broker
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimAccount, SimBroker, SimOrder, SimPosition
 from synctui.domain.clock import Clock
+from synctui.domain.copies import Copy, CopyStatus, OnStop
 from synctui.domain.errors import RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupBook, GroupStatus, PauseReason
 from synctui.domain.instruments import Catalog, Instrument, Kind
@@ -246,6 +247,8 @@ class Store:
         journal = world.engine.state.take_journal()
         if any(kind == "groups" for kind, _ in journal):
             self._groups(world.engine.state.groups, batch)
+        if any(kind == "copies" for kind, _ in journal):
+            self._copies(world.engine.state, batch)
         for kind, data in journal:
             if kind == "mirror":
                 batch.add("INSERT INTO mirrors VALUES (?, ?, ?)", [data])
@@ -288,6 +291,14 @@ class Store:
                   [(g.name, f, s, v.ratio, int(v.sync), v.cross)
                    for g in groups for (f, s), v in g.settings.items()])
 
+    def _copies(self, state: EngineState, batch: _Batch) -> None:
+        batch.add(
+            "INSERT OR REPLACE INTO copies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(c.group, c.account, c.sub, str(c.investment), int(c.copy_open_positions),
+              _d(c.stop_loss), c.on_stop.value, c.status.value, int(c.funds_returned),
+              json.dumps(c.pending_leverage)) for c in state.copies.values()])
+        batch.add("UPDATE meta SET value = ? WHERE key = 'next_copy'", [(str(state.next_copy),)])
+
     def _pending_events(self, world: World, batch: _Batch) -> None:
         events = world.engine.pending_events
         if not events and not self._had_pending_events:
@@ -326,6 +337,14 @@ class Store:
             brokers[name] = sims[name]
             counters[name] = (int(next_order), int(next_fill))
         state = EngineState()
+        for r in await self._rows("SELECT * FROM copies"):
+            state.put_copy(Copy(
+                group=r[0], account=r[1], sub=r[2], investment=Decimal(r[3]),
+                copy_open_positions=bool(r[4]), stop_loss=_dec(r[5]), on_stop=OnStop(r[6]),
+                status=CopyStatus(r[7]), funds_returned=bool(r[8]),
+                pending_leverage={k: int(v) for k, v in json.loads(r[9]).items()}))
+        for (value,) in await self._rows("SELECT value FROM meta WHERE key = 'next_copy'"):
+            state.next_copy = int(value)
         accounts: dict[str, SimAccount] = {}
         by_broker: dict[str, list[SimAccount]] = {name: [] for name in sims}
         for r in await self._rows("SELECT * FROM accounts ORDER BY seq, id"):
@@ -335,7 +354,8 @@ class Store:
                 risk_state=RiskState(Decimal(r[8]), Decimal(r[9])), breached=r[10])
             accounts[acct.id] = acct
             by_broker[r[1]].append(acct)
-            state.accounts[acct.id] = r[1]
+            if acct.id not in state.subs:
+                state.accounts[acct.id] = r[1]
         for account, symbol, qty, avg, margin in await self._rows("SELECT * FROM positions"):
             accounts[account].positions[symbol] = SimPosition(
                 symbol, Decimal(qty), Decimal(avg), Decimal(margin))
@@ -414,6 +434,9 @@ class Store:
                 reason=PauseReason(reason) if reason else None)
         for grp, account, _seq in followers:
             state.groups.groups[grp].followers.append(account)
+        for copy in state.copies.values():
+            if copy.status is not CopyStatus.ENDED:
+                state.groups.groups[copy.group].copies.add(copy.account)
         for grp, follower, symbol, ratio, sync, cross in settings:
             state.groups.groups[grp].settings[(follower, symbol)] = ContractSetting(
                 int(ratio), bool(sync), cross)
