@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
                     "`synctui replay FILE --json` plays a scenario headless.",
     )
     parser.add_argument("--version", action="version", version=f"synctui {__version__}")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the database (default: synctui.db in the user data directory)")
+    parser.add_argument("--scenario", type=Path, default=None,
+                        help="the desk to build into a new database (default: the demo)")
+    parser.add_argument("--seed", type=int, default=7,
+                        help="seed of the simulated market and leaders (default 7)")
     commands = parser.add_subparsers(dest="command")
     replay = commands.add_parser("replay", help="play a scenario file and print the final state")
     replay.add_argument("file", type=Path, help="a scenario JSON file (SPEC section 7)")
@@ -58,12 +64,19 @@ def _replay(file: Path, as_json: bool, db: Path | None) -> int:
     return 0
 
 
+def _dashboard(db: Path | None, scenario: Path | None, seed: int) -> int:
+    from synctui.tui.app import make_app
+
+    app = make_app(db=db, scenario=scenario, seed=seed)
+    app.run()
+    return app.return_code or 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args.file, args.json, args.db)
-    _parser().print_help()
-    return 0
+    return _dashboard(args.db, args.scenario, args.seed)
 
 
 if __name__ == "__main__":

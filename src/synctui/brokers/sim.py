@@ -717,6 +717,27 @@ class SimBroker:
             return ZERO
         return self._position_margin(acct, pos, inst, self.prices.get(inst.symbol))
 
+    def position_detail(self, account: str, symbol: str) -> PositionView | None:
+        """One position, priced now; cheaper than a whole `view` (the UI's hot path)."""
+        acct = self._account(account)
+        pos = acct.positions.get(self.symbols.catalog(symbol))
+        if pos is None:
+            return None
+        inst = self.catalog.get(pos.symbol)
+        price = self.prices.get(pos.symbol)
+        leverage, mode = self._setting(acct, pos.symbol)
+        return PositionView(
+            symbol=symbol, qty=pos.qty, avg_price=pos.avg,
+            leverage=None if inst.is_future else leverage,
+            margin_mode=None if inst.is_future else mode,
+            margin=self._position_margin(acct, pos, inst, price),
+            unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier))
+
+    def realized_net(self, account: str) -> Decimal:
+        """Realized PnL net of fees."""
+        acct = self._account(account)
+        return acct.realized - acct.fees
+
     def isolated_floor(self, account: str, symbol: str) -> Decimal:
         """The least margin an isolated position may keep: qty x avg / leverage (SPEC 8)."""
         acct = self._account(account)

@@ -560,6 +560,8 @@ class Engine:
                 self._fail(intent.group, intent.follower, intent.symbol, RejectReason.REJECTED,
                            refused.message)
         if order_id is not None:
+            outcome = (intent.group, self.owner(intent.follower), intent.symbol)
+            self.state.last_result[outcome] = True
             self.state.link_copy(order_id, intent.group)
             if intent.mirror_of is not None:
                 self.state.link_mirror(intent.mirror_of, intent.follower, order_id)

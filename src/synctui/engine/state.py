@@ -51,6 +51,8 @@ class EngineState:
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
     subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
     next_copy: int = 1
+    # (group, follower, traded symbol) -> did its latest copy go through? A UI hint only.
+    last_result: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     # Changes since the store last took them, in order, when a store listens.
     journal: list[tuple[str, Any]] | None = None
 
@@ -81,6 +83,7 @@ class EngineState:
 
     def add_failure(self, failure: Failure) -> None:
         self.failures.append(failure)
+        self.last_result[(failure.group, failure.account, failure.symbol)] = False
         self._log("failure", failure)
 
     def add_intent(self, intent: Intent) -> None:

@@ -1,0 +1,174 @@
+"""The synctui app. `make_app` builds it; the CLI only parses arguments."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from synctui.domain.clock import Clock
+from synctui.domain.errors import REASON_TEXT
+from synctui.domain.groups import GroupStatus
+from synctui.engine.events import (
+    AccountBreachedEvent,
+    AccountFilled,
+    CopyChanged,
+    CopyFailed,
+    EngineEvent,
+    GroupChanged,
+    PriceMoved,
+)
+from synctui.engine.world import World
+from synctui.scenario.model import ScenarioError
+from synctui.store.database import StoreError
+from synctui.tui.desk import Desk
+from synctui.tui.screens.dashboard import Dashboard
+from synctui.tui.screens.help import HelpScreen
+from synctui.tui.screens.log import LogScreen
+from synctui.tui.widgets.activity_log import ActivityLog, Entry
+from synctui.tui.widgets.format import qty
+
+TICK_SECONDS = 0.25  # the demo market moves four times a second
+HISTORY = 120
+
+
+class SyncApp(App[None]):
+    CSS_PATH = "synctui.tcss"
+    TITLE = "synctui"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("l", "log", "Log"),
+        Binding("t", "toggle_theme", "Theme"),
+    ]
+
+    def __init__(self, desk: Desk, *, tick_seconds: float | None = TICK_SECONDS) -> None:
+        super().__init__()
+        self.desk = desk
+        self.tick_seconds = tick_seconds
+        self.activity = ActivityLog()
+        self.price_history: dict[str, deque[float]] = {}
+        self.theme = "textual-dark"
+        self.startup_error: str | None = None
+
+    def get_default_screen(self) -> Screen[None]:
+        return Dashboard() if self.startup_error is None else Screen()
+
+    async def on_load(self) -> None:
+        """Open the desk before the first screen exists; a database or scenario that
+        cannot be used ends the app with its message (exit 2), never a traceback."""
+        try:
+            await self.desk.open()
+        except (StoreError, ScenarioError) as error:
+            self.startup_error = str(error)
+            self.exit(return_code=2, message=f"synctui: {error}")
+            return
+        self.desk.engine.subscribe(self._on_engine_event)
+        for family, price in self.desk.engine.prices.families().items():
+            self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(price))
+
+    def on_mount(self) -> None:
+        if self.startup_error is None and self.tick_seconds and self.desk.driver is not None:
+            self.set_interval(self.tick_seconds, self._tick)
+
+    async def on_unmount(self) -> None:
+        if self.startup_error is None:
+            await self.desk.close()
+
+    async def _tick(self) -> None:
+        for line in await self.desk.tick():
+            self.log_action(None, line, kind="fill")
+        self.refresh_dashboard()
+
+    def refresh_dashboard(self) -> None:
+        screen = self.screen
+        for candidate in (screen, *self.screen_stack):
+            if isinstance(candidate, Dashboard):
+                candidate.refresh_views()
+                return
+
+    # --- engine events -> log, notifications, chart ----------------------------------------
+
+    def log_action(self, group: str | None, text: str, kind: str = "action") -> None:
+        self.activity.add(Entry(self.desk.clock.now(), group, kind, text))
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        now = self.desk.clock.now()
+        if isinstance(event, PriceMoved):
+            self.price_history.setdefault(event.family, deque(maxlen=HISTORY)).append(
+                float(event.price))
+        elif isinstance(event, AccountFilled):
+            text = (f"{event.account} {event.side} {qty(event.qty).lstrip('+')} {event.symbol}"
+                    f" @ {event.price.normalize():f}")
+            if event.cause != "order":
+                text += f" ({event.cause.replace('_', ' ')})"
+            self.activity.add(Entry(event.at, event.group, "copy" if event.copy else "fill",
+                                    text))
+        elif isinstance(event, CopyFailed):
+            f = event.failure
+            words = REASON_TEXT.get(f.reason, f.reason)
+            text = f"{f.account} {f.symbol}: {words} [{f.reason}]"
+            self.activity.add(Entry(f.at, f.group, "failure", text))
+            self.notify(f"{f.group}: {text}", title="Copy failed", severity="error")
+        elif isinstance(event, GroupChanged):
+            reason = f" ({str(event.reason).replace('_', ' ')})" if event.reason else ""
+            text = f"{event.status.replace('_', ' ')}{reason}"
+            self.activity.add(Entry(now, event.group, "status", text))
+            if event.previous is not None:
+                self.notify(f"{event.group} is now {text}", title="Group status",
+                            severity="warning" if event.status is not GroupStatus.ACTIVE
+                            else "information")
+        elif isinstance(event, AccountBreachedEvent):
+            text = f"{event.account} breached its {event.rule.replace('_', ' ')}"
+            self.activity.add(Entry(now, None, "breach", text))
+            self.notify(text, title="Breach", severity="error")
+        elif isinstance(event, CopyChanged):
+            self.activity.add(Entry(now, event.group, "smart",
+                                    f"Smart Sync copy of {event.account}: {event.what}"))
+
+    # --- app actions ----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_log(self) -> None:
+        self.push_screen(LogScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, Dashboard):
+            yield SystemCommand("Toggle sync", "Sync on/off for the selected follower",
+                                screen.action_toggle_sync)
+            yield SystemCommand("Toggle sync for all", "The Synced n/m master toggle",
+                                screen.action_toggle_all)
+            yield SystemCommand("Ratio up", "Raise the selected follower's ratio",
+                                lambda: screen.action_ratio(1))
+            yield SystemCommand("Ratio down", "Lower the selected follower's ratio",
+                                lambda: screen.action_ratio(-1))
+            yield SystemCommand("Cross symbol", "Pick a same-family cross", screen.action_cross)
+            yield SystemCommand("Flatten Position", "Close the selected follower's position",
+                                screen.action_flatten_position)
+            yield SystemCommand("Flatten All", "Close everything in this group",
+                                screen.action_flatten_all)
+            yield SystemCommand("Cancel Orders", "Cancel every working order in this group",
+                                screen.action_cancel_orders)
+            yield SystemCommand("Emergency Stop", "Flatten every group, then pause them",
+                                screen.action_emergency_stop)
+            yield SystemCommand("Activity log", "Every copy, failure and status change",
+                                self.action_log)
+            yield SystemCommand("Keys", "Every key binding", self.action_help)
+
+
+def make_app(*, world: World | None = None, db: Path | None = None,
+             scenario: Path | None = None, seed: int = 7, clock: Clock | None = None,
+             demo: bool = True, tick_seconds: float | None = TICK_SECONDS) -> SyncApp:
+    """The app, apart from the CLI, so tests build it directly (with a `world`, in memory)."""
+    desk = Desk(world, db=db, scenario=scenario, seed=seed, clock=clock, demo=demo)
+    return SyncApp(desk, tick_seconds=tick_seconds)

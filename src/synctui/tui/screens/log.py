@@ -1,0 +1,58 @@
+"""The full activity log, filterable by group."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Select
+
+from synctui.tui.widgets.activity_log import LogPanel
+
+if TYPE_CHECKING:
+    from synctui.tui.app import SyncApp
+
+ALL = "__all__"
+
+
+class LogScreen(Screen[None]):
+    BINDINGS = [Binding("escape,l", "app.pop_screen", "Back")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.group: str | None = None
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        from synctui.tui.app import SyncApp
+
+        assert isinstance(app, SyncApp)
+        names = list(app.desk.engine.state.groups.groups)
+        yield Label("Activity log, newest first", classes="section")
+        yield Select([("All groups", ALL), *[(n, n) for n in names]], value=ALL,
+                     allow_blank=False, id="log-filter")
+        with VerticalScroll():
+            yield LogPanel(id="full-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show()
+
+    @property
+    def sync_app(self) -> SyncApp:
+        from synctui.tui.app import SyncApp
+
+        assert isinstance(self.app, SyncApp)
+        return self.app
+
+    def show(self) -> None:
+        self.query_one(LogPanel).show(self.sync_app.activity.filtered(self.group, 500))
+
+    @on(Select.Changed, "#log-filter")
+    def _filter(self, event: Select.Changed) -> None:
+        self.group = None if event.value == ALL else str(event.value)
+        self.show()
