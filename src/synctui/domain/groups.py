@@ -29,6 +29,15 @@ class PauseReason(StrEnum):
     LEADER_BREACHED = "leader_breached"
 
 
+REASON_WORDS: dict[PauseReason, str] = {
+    PauseReason.PAUSED: "paused by hand",
+    PauseReason.NO_FOLLOWERS: "its last follower left",
+    PauseReason.LEADER_ASSIGNED: "a leader was assigned: activate to copy",
+    PauseReason.EMERGENCY_STOP: "emergency stop",
+    PauseReason.LEADER_BREACHED: "the leader breached a risk limit",
+}
+
+
 @dataclass(slots=True)
 class ContractSetting:
     """A follower's setting for one of the leader's contracts."""

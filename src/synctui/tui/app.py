@@ -12,7 +12,7 @@ from textual.screen import Screen
 
 from synctui.domain.clock import Clock
 from synctui.domain.errors import REASON_TEXT
-from synctui.domain.groups import GroupStatus
+from synctui.domain.groups import REASON_WORDS, GroupStatus
 from synctui.engine.events import (
     AccountBreachedEvent,
     AccountFilled,
@@ -115,7 +115,7 @@ class SyncApp(App[None]):
             self.activity.add(Entry(f.at, f.group, "failure", text))
             self.notify(f"{f.group}: {text}", title="Copy failed", severity="error")
         elif isinstance(event, GroupChanged):
-            reason = f" ({str(event.reason).replace('_', ' ')})" if event.reason else ""
+            reason = f": {REASON_WORDS[event.reason]}" if event.reason else ""
             text = f"{event.status.replace('_', ' ')}{reason}"
             self.activity.add(Entry(now, event.group, "status", text))
             if event.previous is not None:

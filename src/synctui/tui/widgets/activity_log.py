@@ -53,14 +53,14 @@ class ActivityLog:
 def render_log(entries: list[Entry]) -> Table | Text:
     if not entries:
         return Text("Nothing yet.", style="dim italic")
-    table = Table(box=None, show_header=False, pad_edge=False, expand=True)
+    table = Table(box=None, show_header=False, pad_edge=False, expand=True, padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True)
     table.add_column(ratio=1)
     for entry in entries:
-        table.add_row(entry.at.strftime("%H:%M:%S"), entry.group or "",
-                      Text(entry.kind, style=KIND_STYLE.get(entry.kind, "")), entry.text)
+        table.add_row(entry.at.strftime("%H:%M:%S"), Text(entry.group or ""),
+                      Text(entry.kind, style=KIND_STYLE.get(entry.kind, "")), Text(entry.text))
     return table
 
 

@@ -107,6 +107,7 @@ class FollowerTable(DataTable[Any]):
         meta = event.style.meta
         before = self.cursor_coordinate
         await super()._on_click(event)
+        event.prevent_default()  # Textual would run DataTable's handler again otherwise
         row, column = meta.get("row", -1), meta.get("column", -1)
         if row >= 0 and column >= 0 and Coordinate(row, column) != before:
             self._post_selected_message()

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from synctui.domain.groups import GroupStatus
+from synctui.domain.groups import REASON_WORDS, GroupStatus
 from synctui.engine.views import GroupSummary
 
 BADGE = {
@@ -24,7 +24,7 @@ def label(summary: GroupSummary) -> Text:
     members = summary.followers + summary.copies
     text.append(f" {members} follower{'s' if members != 1 else ''}", style="dim")
     if summary.reason and summary.status is GroupStatus.PAUSED:
-        text.append(f" ({summary.reason.replace('_', ' ')})", style="dim italic")
+        text.append(f"\n  {REASON_WORDS[summary.reason]}", style="dim italic")
     return text
 
 
