@@ -46,6 +46,7 @@ class SimPosition:
     qty: Decimal  # signed
     avg: Decimal
     margin: Decimal = ZERO  # isolated perps only: the margin set aside for it
+    seq: int = 0  # opening order, so a restored account lists positions as before
 
 
 @dataclass(slots=True)
@@ -459,7 +460,8 @@ class SimBroker:
                 else:
                     margin = pos.margin * abs(outcome.qty) / abs(held)
             if pos is None:
-                acct.positions[symbol] = SimPosition(symbol, outcome.qty, outcome.avg_price, margin)
+                acct.positions[symbol] = SimPosition(symbol, outcome.qty, outcome.avg_price, margin,
+                                                     seq=self._next_fill)
             else:
                 pos.qty, pos.avg, pos.margin = outcome.qty, outcome.avg_price, margin
         fill_id = f"{self.name}-f{self._next_fill}"
@@ -732,6 +734,12 @@ class SimBroker:
             margin_mode=None if inst.is_future else mode,
             margin=self._position_margin(acct, pos, inst, price),
             unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier))
+
+    def close_cost(self, symbol: str, qty: Decimal) -> Decimal:
+        """What closing `qty` at market costs beyond the current price: fees and slippage."""
+        inst = self._instrument(symbol)
+        slip = self.settings.slippage_ticks * inst.tick * qty * inst.multiplier
+        return qty * self.settings.fee_per_contract + slip
 
     def realized_net(self, account: str) -> Decimal:
         """Realized PnL net of fees."""

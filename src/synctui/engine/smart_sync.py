@@ -182,6 +182,7 @@ class SmartSync:
         native = broker.symbols.native(symbol)
         inst = engine.catalog.get(symbol)
         freed = ZERO
+        spent = ZERO  # what the queued close will cost: fees and slippage
         if closed:
             held = broker.position(copy.sub, native)
             if held != 0 and (held > 0) == (fill.position_before > 0):
@@ -189,6 +190,7 @@ class SmartSync:
                 if qty > 0:
                     if qty == abs(held):
                         freed = broker.position_margin(copy.sub, native)
+                    spent = broker.close_cost(native, qty)
                     engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
                         symbol=native, side=fill.side, qty=qty, reduce_only=True,
                         client_id=engine.key(fill.id, copy.sub, "close")))
@@ -197,12 +199,16 @@ class SmartSync:
             margin = order_margin(inst, opened, fill.price, leverage)
             usage = fund_usage(margin, fill.equity_before)
             self._open(copy, symbol, fill.side, usage, fill.leverage, fill.margin_mode,
-                       fill.id, freed)
+                       fill.id, freed, spent)
 
     def _open(self, copy: Copy, symbol: str, side: Side, usage: Decimal,
               leverage: int | None, mode: MarginMode | None, event: str,
-              freed: Decimal) -> None:
-        """Size by fund usage at the leader's leverage, margin mode and side (SPEC 5)."""
+              freed: Decimal, spent: Decimal = ZERO) -> None:
+        """Size by fund usage at the leader's leverage, margin mode and side (SPEC 5).
+
+        In a reversal the close is still queued: `freed` is the margin it will free
+        and `spent` its fees and slippage, so the open is sized on the copy as it
+        will be once closed."""
         engine = self.engine
         broker = engine.broker_of(copy.sub)
         native = broker.symbols.native(symbol)
@@ -211,8 +217,8 @@ class SmartSync:
         if not inst.is_future and leverage is not None:
             lev = self._sync_setting(copy, broker, native, leverage, mode)
         price = engine.prices.get(symbol)
-        available = broker.available(copy.sub) + freed
-        qty = smart_qty(broker.equity(copy.sub), usage, inst, price, lev)
+        available = broker.available(copy.sub) + freed - spent
+        qty = smart_qty(broker.equity(copy.sub) - spent, usage, inst, price, lev)
         if qty < inst.min_qty:
             qty = inst.min_qty
         if order_margin(inst, qty, price, lev) > available:

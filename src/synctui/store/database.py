@@ -42,7 +42,9 @@ def _inspect(path: Path) -> int | None:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise StoreError(f"{path} is not a synctui database (it is not an SQLite file)")
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        # immutable: a read-only look that creates no -wal/-shm files (the lock is ours)
+        uri = f"{path.as_uri()}?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             application = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]

@@ -32,7 +32,7 @@ MIGRATIONS: tuple[str, ...] = (
         margin_mode TEXT NOT NULL, PRIMARY KEY (account, symbol)) WITHOUT ROWID;
     CREATE TABLE positions (
         account TEXT NOT NULL, symbol TEXT NOT NULL, qty TEXT NOT NULL,
-        avg_price TEXT NOT NULL, margin TEXT NOT NULL,
+        avg_price TEXT NOT NULL, margin TEXT NOT NULL, seq INTEGER NOT NULL,
         PRIMARY KEY (account, symbol)) WITHOUT ROWID;
     CREATE TABLE orders (
         id TEXT PRIMARY KEY, broker TEXT NOT NULL, account TEXT NOT NULL,

@@ -51,6 +51,7 @@ from synctui.store.codec import dump_event, dump_request, load_event, load_reque
 from synctui.store.database import Lock, StoreError, open_database
 
 Rows = list[tuple[Any, ...]]
+SUB_MARK = "~copy"  # every copy's sub-account id has it; an account id never may
 
 
 def _d(value: Decimal | None) -> str | None:
@@ -218,9 +219,10 @@ class Store:
             if pos is None:
                 deletes.append((account, symbol))
             else:
-                upserts.append((account, symbol, str(pos.qty), str(pos.avg), str(pos.margin)))
+                upserts.append((account, symbol, str(pos.qty), str(pos.avg), str(pos.margin),
+                                pos.seq))
         batch.add("DELETE FROM positions WHERE account = ? AND symbol = ?", deletes)
-        batch.add("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?)", upserts)
+        batch.add("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)", upserts)
         settings = []
         for account, symbol in sorted(changes.settings):
             stored = broker.account_state(account).settings.get(symbol)
@@ -228,7 +230,9 @@ class Store:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
         batch.add(
-            "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, price = excluded.price, "
+            "status = excluded.status",
             [(o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
               _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
               o.parent_id, o.role, o.oco_id,
@@ -354,11 +358,12 @@ class Store:
                 risk_state=RiskState(Decimal(r[8]), Decimal(r[9])), breached=r[10])
             accounts[acct.id] = acct
             by_broker[r[1]].append(acct)
-            if acct.id not in state.subs:
-                state.accounts[acct.id] = r[1]
-        for account, symbol, qty, avg, margin in await self._rows("SELECT * FROM positions"):
+            if acct.id not in state.subs and SUB_MARK not in acct.id:
+                state.accounts[acct.id] = r[1]  # an ended copy's old sub-account is none
+        for account, symbol, qty, avg, margin, seq in await self._rows(
+                "SELECT * FROM positions ORDER BY seq, account, symbol"):
             accounts[account].positions[symbol] = SimPosition(
-                symbol, Decimal(qty), Decimal(avg), Decimal(margin))
+                symbol, Decimal(qty), Decimal(avg), Decimal(margin), int(seq))
         for account, symbol, leverage, mode in await self._rows(
                 "SELECT * FROM account_settings"):
             accounts[account].settings[symbol] = (int(leverage), MarginMode(mode))
