@@ -9,7 +9,6 @@ nothing here settles a store; the caller does that after each tick.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
@@ -118,8 +117,8 @@ class DemoDriver:
         self.decide_every = max(1, decide_every)
         self.ticks = 0
         self.volatility = volatility
-        self.market = MarketSimulator(world.catalog, self._start_prices(world), seed,
-                                      volatility)
+        self._families: set[str] = set()
+        self.market = self._new_market(world, seed)
         self.strategy = DemoStrategy(seed)
         self._breached: set[str] = set()
         self._pick_leaders()
@@ -130,8 +129,17 @@ class DemoDriver:
 
     @world.setter
     def world(self, world: World) -> None:
+        """A restarted world has the same families at the prices the market left them:
+        the market walks on. A world with other families gets a market of its own."""
+        if set(world.prices.families()) != self._families:
+            self.market = self._new_market(world, self.seed + self.ticks)
         self._world = world
         self._pick_leaders()
+
+    def _new_market(self, world: World, seed: int) -> MarketSimulator:
+        prices = self._start_prices(world)
+        self._families = set(world.prices.families())
+        return MarketSimulator(world.catalog, prices, seed, self.volatility)
 
     def _pick_leaders(self) -> None:
         self.leaders = self._given if self._given is not None else default_leaders(self._world)
@@ -287,7 +295,3 @@ def _side_word(side: Side) -> str:
 def _qty(qty: Decimal) -> str:
     return f"{qty.normalize():f}"
 
-
-def describe_leaders(leaders: Sequence[tuple[str, str]]) -> str:
-    """"APEX-4471 MNQ, APEX-4471 MES, ..." for a status line."""
-    return ", ".join(f"{account} {symbol}" for account, symbol in leaders)

@@ -33,6 +33,8 @@ from synctui.tui.widgets.activity_log import ActivityLog, Entry
 from synctui.tui.widgets.format import qty
 
 TICK_SECONDS = 0.25  # the demo market moves four times a second
+# Market moves repaint at most this often; a trader's own action repaints at once.
+REFRESH_SECONDS = 0.25
 HISTORY = 120
 
 
@@ -54,6 +56,7 @@ class SyncApp(App[None]):
         self.price_history: dict[str, deque[float]] = {}
         self.theme = "textual-dark"
         self.startup_error: str | None = None
+        self.stale = False  # the market moved since the dashboard was last refreshed
 
     def get_default_screen(self) -> Screen[None]:
         return Dashboard() if self.startup_error is None else Screen()
@@ -72,19 +75,28 @@ class SyncApp(App[None]):
             self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(price))
 
     def on_mount(self) -> None:
-        if self.startup_error is None and self.tick_seconds and self.desk.driver is not None:
+        if self.startup_error is not None:
+            return
+        if self.tick_seconds and self.desk.driver is not None:
             self.set_interval(self.tick_seconds, self._tick)
+        if self.tick_seconds:
+            self.set_interval(REFRESH_SECONDS, self._refresh_if_stale)
 
     async def on_unmount(self) -> None:
         if self.startup_error is None:
             await self.desk.close()
 
     async def _tick(self) -> None:
-        for line in await self.desk.tick():
-            self.log_action(None, line, kind="fill")
-        self.refresh_dashboard()
+        await self.desk.tick()
+        self.stale = True
+
+    def _refresh_if_stale(self) -> None:
+        """Coalesces market ticks: several moves, one repaint."""
+        if self.stale:
+            self.refresh_dashboard()
 
     def refresh_dashboard(self) -> None:
+        self.stale = False
         screen = self.screen
         for candidate in (screen, *self.screen_stack):
             if isinstance(candidate, Dashboard):

@@ -7,6 +7,7 @@ cursor stays where the trader left it. One click on a control cell acts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.style import Style
@@ -45,28 +46,39 @@ STATUS_STYLE = {
 }
 
 
+RENDER: dict[str, Callable[[FollowerRow], Any]] = {
+    "account": lambda r: r.account,
+    "broker": lambda r: r.broker,
+    "sync": lambda r: Text("[x] on" if r.sync else "[ ] off",
+                           style="bold green" if r.sync else "dim"),
+    "minus": lambda r: Text("[-]", style="bold" if r.ratio > 1 else "dim"),
+    "ratio": lambda r: Text(f"x{r.ratio}", style="bold", justify="center"),
+    "plus": lambda r: Text("[+]", style="bold" if r.ratio < 10 else "dim"),
+    "cross": lambda r: Text(f"-> {r.cross}" if r.cross else "none",
+                            style="cyan" if r.cross else "dim"),
+    "position": lambda r: Text(qty(r.position), justify="right"),
+    "avg": lambda r: Text(price(r.avg_price), justify="right"),
+    "upnl": lambda r: money(r.unrealized),
+    "rpnl": lambda r: money(r.realized),
+    "status": lambda r: Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+    "flatten": lambda r: Text("flatten", style="underline"),
+}
+# Which cells a changed row field repaints: a tick that moves only uPnL builds one cell.
+FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "account": ("account",), "broker": ("broker",), "sync": ("sync",),
+    "ratio": ("minus", "ratio", "plus"), "cross": ("cross",), "traded": (),
+    "position": ("position",), "avg_price": ("avg",), "unrealized": ("upnl",),
+    "realized": ("rpnl",), "status": ("status",),
+}
+
+
 def cells(row: FollowerRow) -> tuple[Any, ...]:
-    return (
-        row.account,
-        row.broker,
-        Text("[x] on" if row.sync else "[ ] off", style="bold green" if row.sync else "dim"),
-        Text("[-]", style="bold" if row.ratio > 1 else "dim"),
-        Text(f"x{row.ratio}", style="bold", justify="center"),
-        Text("[+]", style="bold" if row.ratio < 10 else "dim"),
-        Text(f"-> {row.cross}" if row.cross else "none", style="cyan" if row.cross else "dim"),
-        Text(qty(row.position), justify="right"),
-        Text(price(row.avg_price), justify="right"),
-        money(row.unrealized),
-        money(row.realized),
-        Text(row.status, style=STATUS_STYLE.get(row.status, "")),
-        Text("flatten", style="underline"),
-    )
+    return tuple(RENDER[key](row) for key, _, _ in COLUMNS)
 
 
 class FollowerTable(DataTable[Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)
-        self._shown: dict[str, tuple[Any, ...]] = {}
         self._rows: dict[str, FollowerRow] = {}
         # DataTable keys its cell cache on a table-wide update counter, so one changed
         # cell re-renders every visible cell. This cache is keyed per cell instead.
@@ -91,24 +103,21 @@ class FollowerTable(DataTable[Any]):
         for account in [a for a in self._rows if a not in wanted]:
             self.remove_row(account)
             del self._rows[account]
-            del self._shown[account]
             self._cells.clear()
         for account, row in wanted.items():
             old_row = self._rows.get(account)
             if old_row == row:
                 continue
-            values = cells(row)
-            old = self._shown.get(account)
-            if old is None:
-                self.add_row(*values, key=account)
+            if old_row is None:
+                self.add_row(*cells(row), key=account)
             else:
-                for (column, _, _), before, after in zip(COLUMNS, old, values, strict=True):
-                    if before != after:
-                        self.update_cell(account, column, after)
-                        self._versions[(account, column)] = self._versions.get(
-                            (account, column), 0) + 1
+                for name, columns in FIELD_COLUMNS.items():
+                    if getattr(old_row, name) != getattr(row, name):
+                        for column in columns:
+                            self.update_cell(account, column, RENDER[column](row))
+                            version = (account, column)
+                            self._versions[version] = self._versions.get(version, 0) + 1
             self._rows[account] = row
-            self._shown[account] = values
         synced = sum(1 for row in rows if row.sync)
         label = Text(f"Synced {synced}/{len(rows)}", style="bold")
         sync_column = next((c for k, c in self.columns.items() if k.value == "sync"), None)
@@ -118,7 +127,6 @@ class FollowerTable(DataTable[Any]):
 
     def reset(self) -> None:
         self.clear()
-        self._shown = {}
         self._rows = {}
         self._cells.clear()
 
