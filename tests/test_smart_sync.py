@@ -1180,3 +1180,23 @@ def test_properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Deci
                     closed = abs(copy_before) - abs(copy_now)
                     wanted = abs(copy_before) * q / abs(leader_before)
                     assert abs(closed - wanted) <= STEP[symbol]
+
+
+def test_a_copy_fill_is_published_to_observers_as_its_owner_s() -> None:
+    """The UI's activity log shows Smart Sync copies being made."""
+    from synctui.engine.events import AccountFilled, EngineEvent
+    from synctui.scenario.model import parse_scenario as _parse
+    from synctui.scenario.runner import build_world as _build
+
+    world = _build(_parse(json.dumps({
+        "prices": {"BTCUSDT": 50000},
+        "accounts": [{"id": "lead", "balance": 10000}, {"id": "me", "balance": 5000}],
+        "groups": [{"name": "Top", "leader": "lead"}],
+    })))
+    events: list[EngineEvent] = []
+    world.engine.follow("Top", "me", "smart_sync", Decimal(1000))
+    world.engine.subscribe(events.append)
+    world.engine.place_order("lead", "BTCUSDT", Side.BUY, margin=Decimal(1000), leverage=5)
+    copies = [e for e in events if isinstance(e, AccountFilled) and e.smart]
+    assert [(e.account, e.group, e.qty, e.copy) for e in copies] == [
+        ("me", "Top", Decimal("0.01"), True)]

@@ -571,7 +571,12 @@ class Engine:
 
     def _on_fill(self, fill: Fill) -> None:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
-        if fill.account in self.state.subs:
+        copy = self.state.copy_of_sub(fill.account)
+        if copy is not None:
+            if self._observers:
+                self._publish(AccountFilled(copy.account, symbol, fill.side, fill.qty,
+                                            fill.price, fill.realized, fill.fee, fill.cause,
+                                            copy.group, True, fill.at, smart=True))
             self.smart.check_stops([fill.account])
             return
         group = self._active_group_led_by(fill.account)

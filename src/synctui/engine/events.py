@@ -37,6 +37,7 @@ class AccountFilled:
     group: str | None  # the group this fill belongs to, if any
     copy: bool  # True for a follower's copy of a leader fill or order
     at: datetime
+    smart: bool = False  # a Smart Sync copy's fill (account is the copy's owner)
 
 
 @dataclass(frozen=True, slots=True)

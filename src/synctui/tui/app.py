@@ -118,6 +118,8 @@ class SyncApp(App[None]):
                     f" @ {event.price.normalize():f}")
             if event.cause != "order":
                 text += f" ({event.cause.replace('_', ' ')})"
+            if event.smart:
+                text = f"Smart Sync copy of {text}"
             self.activity.add(Entry(event.at, event.group, "copy" if event.copy else "fill",
                                     text))
         elif isinstance(event, CopyFailed):
