@@ -1184,7 +1184,7 @@ def test_properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Deci
 
 def test_a_copy_fill_is_published_to_observers_as_its_owner_s() -> None:
     """The UI's activity log shows Smart Sync copies being made."""
-    from synctui.engine.events import AccountFilled, EngineEvent
+    from synctui.engine.events import AccountFilled
     from synctui.scenario.model import parse_scenario as _parse
     from synctui.scenario.runner import build_world as _build
 
