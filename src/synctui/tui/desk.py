@@ -66,18 +66,26 @@ class Desk:
             apply_step(run, parse_step(raw))
         return world
 
-    async def run(self, command: Callable[[Engine], object]) -> str | None:
+    async def run(self, command: Callable[[Engine], object], what: str = "") -> str | None:
         """Run one engine command; a refusal comes back as its message. One at a time:
-        a command never starts while another (or a demo tick) is settling."""
+        a command never starts while another (or a demo tick) is settling. The event
+        log records what the trader did, refused or not."""
         async with self._lock:
             try:
                 command(self.engine)
             except Refused as refused:
+                self._note(f"refused: {what}: {refused.message}" if what else "")
                 return refused.message
+            else:
+                self._note(what)
             finally:
                 if self.session is not None:
                     await self.session.settle()
         return None
+
+    def _note(self, what: str) -> None:
+        if what and self.session is not None:
+            self.session.store.note("user", "command", what)
 
     async def tick(self) -> list[str]:
         if self.driver is None:

@@ -197,7 +197,7 @@ class Dashboard(Screen[None]):
     # --- commands ------------------------------------------------------------------------
 
     async def _run(self, command: Callable[[Engine], object], done: str | None = None) -> bool:
-        error = await self.sync_app.desk.run(command)
+        error = await self.sync_app.desk.run(command, done or "")
         if error is not None:
             self.notify(error, title="Refused", severity="error")
         elif done:
