@@ -45,6 +45,9 @@ class SyncApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("l", "log", "Log"),
+        Binding("G", "groups", "Groups"),
+        Binding("A", "accounts", "Accounts"),
+        Binding("M", "copies", "My Copies"),
         Binding("t", "toggle_theme", "Theme"),
     ]
 
@@ -152,6 +155,21 @@ class SyncApp(App[None]):
     def action_log(self) -> None:
         self.push_screen(LogScreen())
 
+    def action_groups(self) -> None:
+        from synctui.tui.screens.groups import GroupsScreen
+
+        self.push_screen(GroupsScreen())
+
+    def action_accounts(self) -> None:
+        from synctui.tui.screens.accounts import AccountsScreen
+
+        self.push_screen(AccountsScreen())
+
+    def action_copies(self) -> None:
+        from synctui.tui.screens.copies import CopiesScreen
+
+        self.push_screen(CopiesScreen())
+
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
@@ -178,6 +196,12 @@ class SyncApp(App[None]):
             yield SystemCommand("Activity log", "Every copy, failure and status change",
                                 self.action_log)
             yield SystemCommand("Keys", "Every key binding", self.action_help)
+            yield SystemCommand("Groups", "Every group; new group; group settings",
+                                self.action_groups)
+            yield SystemCommand("Accounts", "Balances, margin, risk limits, reset a breach",
+                                self.action_accounts)
+            yield SystemCommand("My Copies", "Smart Sync copies: follow, settings, unfollow",
+                                self.action_copies)
 
 
 def make_app(*, world: World | None = None, db: Path | None = None,
