@@ -1155,3 +1155,49 @@ def test_failures_in_the_database_match_the_engine(tmp_path: Path) -> None:
     assert rows == [(f.group, f.account, f.symbol, f.reason.value, f.message, f.at.isoformat())
                     for f in failures]
     assert len(rows) == 1
+
+
+async def test_a_database_whose_commits_are_still_in_its_wal_is_opened_not_reset(
+        tmp_path: Path) -> None:
+    """After a SIGKILL the newest commits live in the -wal file only (the crash test
+    found the inspection ignoring it and taking a live database for a new one)."""
+    import shutil
+    import sqlite3 as sqlite
+
+    from synctui.store.schema import SCHEMA_VERSION as VERSION
+
+    live = tmp_path / "live.db"
+    store = await Store.open(live)
+    keeper = sqlite.connect(live)  # holds the WAL open: no checkpoint on close
+    keeper.execute("PRAGMA wal_autocheckpoint=0")
+    world = _world_for_wal()
+    store.attach(world, new=True)
+    await store.save(world, initial=True)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copy(f"{live}{suffix}", crashed / f"live.db{suffix}")
+    keeper.close()
+    await store.close()
+    assert (crashed / "live.db-wal").stat().st_size > 0
+    reopened = await Store.open(crashed / "live.db")
+    try:
+        assert not reopened.fresh
+        async with reopened.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None and row[0] == VERSION
+        async with reopened.db.execute("SELECT count(*) FROM accounts") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None and row[0] == 1
+    finally:
+        await reopened.close()
+
+
+def _world_for_wal() -> World:
+    import json as _json
+
+    from synctui.scenario.model import parse_scenario as _parse
+    from synctui.scenario.runner import build_world as _build
+
+    return _build(_parse(_json.dumps({"prices": {"MNQ": 21000},
+                                      "accounts": [{"id": "a", "balance": 1000}]})))

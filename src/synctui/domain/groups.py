@@ -295,3 +295,47 @@ class GroupBook:
                 "flatten it before changing the cross"
             )
         self._edit(group, follower, symbol).cross = target
+
+
+# --- staged edits (SPEC 4: group edits in the UI are staged until Save) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetLeader:
+    account: str
+
+    def describe(self) -> str:
+        return f"leader -> {self.account}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLeader:
+    def describe(self) -> str:
+        return "remove the leader"
+
+
+@dataclass(frozen=True, slots=True)
+class AddFollowers:
+    accounts: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"add {', '.join(self.accounts)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFollowers:
+    accounts: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"remove {', '.join(self.accounts)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SetActive:
+    active: bool
+
+    def describe(self) -> str:
+        return "activate" if self.active else "pause"
+
+
+GroupEdit = SetLeader | RemoveLeader | AddFollowers | RemoveFollowers | SetActive

@@ -8,9 +8,10 @@ raises `Refused` having changed nothing it owns.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -31,7 +32,18 @@ from synctui.brokers.events import (
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.copies import Copy, OnStop
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
-from synctui.domain.groups import ContractSetting, Group, GroupStatus, PauseReason
+from synctui.domain.groups import (
+    AddFollowers,
+    ContractSetting,
+    Group,
+    GroupBook,
+    GroupEdit,
+    GroupStatus,
+    PauseReason,
+    RemoveFollowers,
+    RemoveLeader,
+    SetLeader,
+)
 from synctui.domain.instruments import Catalog
 from synctui.domain.margin import qty_for_margin
 from synctui.domain.orders import (
@@ -419,6 +431,46 @@ class Engine:
     def set_investment(self, group: str, account: str, investment: Decimal) -> None:
         self.smart.set_investment(group, account, investment)
 
+    # --- staged group edits ---------------------------------------------------------------
+
+    def preview_group_edits(self, group: str, edits: Sequence[GroupEdit]) -> Group:
+        """The group as it would be after `edits`, automatic transitions included,
+        without changing anything. Refused: which edit, and why."""
+        book = copy.deepcopy(self.state.groups)
+        self._apply_edits(book, group, edits)
+        return book.get(group)
+
+    def apply_group_edits(self, group: str, edits: Sequence[GroupEdit]) -> None:
+        """Save staged edits: all of them, or (refused) none."""
+        self.preview_group_edits(group, edits)
+        with self._command():
+            self._apply_edits(self.state.groups, group, edits)
+            self.state.touch("groups")
+
+    def _apply_edits(self, book: GroupBook, group: str, edits: Sequence[GroupEdit]) -> None:
+        for index, edit in enumerate(edits):
+            try:
+                self._apply_edit(book, group, edit)
+            except Refused as refused:
+                raise Refused(f"edit {index + 1} ({edit.describe()}): {refused.message}") from None
+
+    def _apply_edit(self, book: GroupBook, group: str, edit: GroupEdit) -> None:
+        if isinstance(edit, SetLeader):
+            self._known([edit.account])
+            book.set_leader(group, edit.account, self._breached(edit.account))
+        elif isinstance(edit, RemoveLeader):
+            book.remove_leader(group)
+        elif isinstance(edit, AddFollowers):
+            self._known(list(edit.accounts))
+            book.add_followers(group, list(edit.accounts),
+                               self._breached(book.get(group).leader))
+        elif isinstance(edit, RemoveFollowers):
+            book.remove_followers(group, list(edit.accounts))
+        elif edit.active:
+            book.activate(group, self._breached(book.get(group).leader))
+        else:
+            book.pause(group)
+
     # --- actions ------------------------------------------------------------------------
 
     def _members(self, group: Group) -> list[str]:
@@ -571,12 +623,12 @@ class Engine:
 
     def _on_fill(self, fill: Fill) -> None:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
-        copy = self.state.copy_of_sub(fill.account)
-        if copy is not None:
+        smart_copy = self.state.copy_of_sub(fill.account)
+        if smart_copy is not None:
             if self._observers:
-                self._publish(AccountFilled(copy.account, symbol, fill.side, fill.qty,
+                self._publish(AccountFilled(smart_copy.account, symbol, fill.side, fill.qty,
                                             fill.price, fill.realized, fill.fee, fill.cause,
-                                            copy.group, True, fill.at, smart=True))
+                                            smart_copy.group, True, fill.at, smart=True))
             self.smart.check_stops([fill.account])
             return
         group = self._active_group_led_by(fill.account)

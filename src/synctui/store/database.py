@@ -36,14 +36,19 @@ def default_path() -> Path:
 
 def _inspect(path: Path) -> int | None:
     """The schema version of an existing synctui database, or None for a new file."""
-    if not path.exists() or path.stat().st_size == 0:
+    wal = path.with_name(path.name + "-wal")
+    has_wal = wal.exists() and wal.stat().st_size > 0  # a crash left commits there
+    if not path.exists() or (path.stat().st_size == 0 and not has_wal):
         return None
-    with path.open("rb") as handle:
-        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise StoreError(f"{path} is not a synctui database (it is not an SQLite file)")
+    if path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StoreError(f"{path} is not a synctui database (it is not an SQLite file)")
     try:
-        # immutable: a read-only look that creates no -wal/-shm files (the lock is ours)
-        uri = f"{path.as_uri()}?mode=ro&immutable=1"
+        # Read-only. Immutable (no -wal/-shm files made beside a file we may refuse) only
+        # when no WAL holds commits: after a crash the WAL is the newest truth, and
+        # ignoring it would misread a live database as new or corrupt.
+        uri = f"{path.as_uri()}?mode=ro" + ("" if has_wal else "&immutable=1")
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             application = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
