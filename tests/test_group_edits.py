@@ -56,3 +56,15 @@ def test_activating_without_a_leader_is_refused_with_its_reason() -> None:
     with pytest.raises(Refused, match="has no leader"):
         engine.apply_group_edits("Alpha", [RemoveLeader(), SetActive(True)])
     assert engine.group("Alpha").leader == "LEAD-1"
+
+
+def test_a_status_change_carries_the_command_that_caused_it() -> None:
+    from synctui.engine.events import EngineEvent, GroupChanged
+
+    engine = desk_world().engine
+    events: list[EngineEvent] = []
+    engine.subscribe(events.append)
+    engine.add_followers("Bravo", ["SPARE-41"])
+    changes = [e for e in events if isinstance(e, GroupChanged)]
+    assert [(e.group, e.status, e.cause) for e in changes] == [
+        ("Bravo", GroupStatus.ACTIVE, "followers were added")]

@@ -97,6 +97,7 @@ class Engine:
         self._observers: list[Observer] = []
         self.deferred = False  # True when a store must commit intents before they are sent
         self._before: dict[str, tuple[GroupStatus, PauseReason | None]] | None = None
+        self._cause: str | None = None
         self._unsubscribe = [b.subscribe(self._queue.append) for b in self.brokers.values()]
         self.smart = SmartSync(self)
 
@@ -119,10 +120,12 @@ class Engine:
     # --- command plumbing -------------------------------------------------------
 
     @contextmanager
-    def _command(self) -> Iterator[None]:
-        """Run a command, then handle what the brokers reported and publish status changes."""
+    def _command(self, cause: str | None = None) -> Iterator[None]:
+        """Run a command, then handle what the brokers reported and publish status changes
+        (with `cause`, so a log can explain an automatic transition)."""
         if self._before is None:
             self._before = self._statuses()
+            self._cause = cause
         try:
             yield
         finally:
@@ -138,7 +141,8 @@ class Engine:
             if old != (group.status, group.reason):
                 self.state.touch("groups")
                 self._publish(GroupChanged(name, group.status, group.reason,
-                                           old[0] if old else None))
+                                           old[0] if old else None, self._cause))
+        self._cause = None
 
     def _drain(self) -> None:
         """Handle queued broker events in order, sending each event's intents before
@@ -337,29 +341,29 @@ class Engine:
 
     def set_leader(self, group: str, account: str) -> None:
         self._known([account])
-        with self._command():
+        with self._command("a leader was assigned"):
             self.state.groups.set_leader(group, account, self._breached(account))
             self.state.touch("groups")
 
     def remove_leader(self, group: str) -> None:
-        with self._command():
+        with self._command("the leader was removed"):
             self.state.groups.remove_leader(group)
             self.state.touch("groups")
 
     def add_followers(self, group: str, accounts: list[str]) -> None:
         self._known(accounts)
-        with self._command():
+        with self._command("followers were added"):
             leader = self.state.groups.get(group).leader
             self.state.groups.add_followers(group, accounts, self._breached(leader))
             self.state.touch("groups")
 
     def remove_followers(self, group: str, accounts: list[str]) -> None:
-        with self._command():
+        with self._command("followers were removed"):
             self.state.groups.remove_followers(group, accounts)
             self.state.touch("groups")
 
     def activate(self, group: str) -> None:
-        with self._command():
+        with self._command("activated by hand"):
             leader = self.state.groups.get(group).leader
             self.state.groups.activate(group, self._breached(leader))
             self.state.touch("groups")
@@ -443,7 +447,7 @@ class Engine:
     def apply_group_edits(self, group: str, edits: Sequence[GroupEdit]) -> None:
         """Save staged edits: all of them, or (refused) none."""
         self.preview_group_edits(group, edits)
-        with self._command():
+        with self._command("; ".join(edit.describe() for edit in edits)):
             self._apply_edits(self.state.groups, group, edits)
             self.state.touch("groups")
 

@@ -51,6 +51,7 @@ class GroupChanged:
     status: GroupStatus
     reason: PauseReason | None
     previous: GroupStatus | None  # None when the group was just created
+    cause: str | None = None  # what the command was, when a command caused it
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,8 @@ class SyncApp(App[None]):
         elif isinstance(event, GroupChanged):
             reason = f": {REASON_WORDS[event.reason]}" if event.reason else ""
             text = f"{event.status.replace('_', ' ')}{reason}"
+            if event.cause and event.reason is None:
+                text += f" ({event.cause})"
             self.activity.add(Entry(now, event.group, "status", text))
             if event.previous is not None:
                 self.notify(f"{event.group} is now {text}", title="Group status",
