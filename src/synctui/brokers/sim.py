@@ -841,3 +841,9 @@ class SimBroker:
             if order.client_id is not None:
                 self._client_ids[order.client_id] = order.id
         self._next_id, self._next_fill = counters
+
+    def today_pnl(self, account: str) -> Decimal:
+        """Today's PnL as the daily loss limit measures it (SPEC 3): equity minus the
+        day's starting equity, which a breach reset restarts and funding moves shift."""
+        acct = self._account(account)
+        return self._equity(acct) - acct.risk_state.day_start

@@ -69,7 +69,7 @@ class SmartSync:
         if investment > available:
             raise Refused(f"account {account!r} has {available.normalize():f} available, "
                           f"less than the investment {investment}")
-        with engine._command():
+        with engine._command(f"{account} followed in Smart Sync"):
             sub = f"{account}~copy{engine.state.next_copy}"
             engine.state.next_copy += 1
             broker.open_account(sub, ZERO, RiskLimits())
@@ -106,7 +106,7 @@ class SmartSync:
         if copy.status is CopyStatus.ENDED:
             raise Refused(f"account {account!r} no longer copies group {group!r}")
         g = engine.state.groups.get(group)
-        with engine._command():
+        with engine._command(f"{account} unfollowed"):
             broker = engine.broker_of(copy.sub)
             broker.close_all(copy.sub, FillCause.UNFOLLOW)
             self._return_funds(copy)
@@ -146,6 +146,24 @@ class SmartSync:
             engine._publish(CopyChanged(group, account, copy.status, "investment"))
             if delta > 0:
                 self._retry_leverage(copy)
+
+    def set_stop_loss(self, group: str, account: str, stop_loss: Decimal | None,
+                      on_stop: OnStop = OnStop.CLOSE) -> None:
+        """Change the total stop loss (None: no stop loss) and what a stop does."""
+        engine = self.engine
+        copy = self._copy(group, account)
+        if copy.status is CopyStatus.ENDED:
+            raise Refused(f"account {account!r} no longer copies group {group!r}")
+        if stop_loss is not None and _amount(stop_loss, "stop loss") <= 0:
+            raise Refused("the total stop loss must be a positive amount")
+        on_stop = OnStop(on_stop)
+        with engine._command():
+            copy.stop_loss = stop_loss
+            copy.on_stop = on_stop
+            engine.state.put_copy(copy)
+            engine._publish(CopyChanged(group, account, copy.status, "stop loss"))
+            if copy.status is CopyStatus.ACTIVE and stop_loss is not None:
+                self.check_stops([copy.sub])
 
     def _copy(self, group: str, account: str) -> Copy:
         self.engine.state.groups.get(group)

@@ -8,11 +8,15 @@ without a terminal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from weakref import WeakKeyDictionary
 
-from synctui.domain.copies import CopyStatus
+from synctui.domain.copies import MIN_INVESTMENT, Copy, CopyStatus, OnStop
 from synctui.domain.groups import Group, GroupStatus, PauseReason
+from synctui.domain.instruments import LIMIT
 from synctui.engine.engine import Engine
+from synctui.engine.events import AccountFilled, CopyChanged, EngineEvent, Failure
 
 ZERO = Decimal(0)
 
@@ -149,3 +153,279 @@ def follower_rows(engine: Engine, group: Group, symbol: str) -> list[FollowerRow
             unrealized=detail.unrealized if detail else ZERO,
             realized=broker.realized_net(follower), status=status))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """One account as the Accounts screen shows it (SPEC 2, 3, 5)."""
+
+    account: str
+    broker: str
+    balance: Decimal
+    equity: Decimal
+    available: Decimal
+    in_use: Decimal  # Smart Sync copies' funds, held apart from `balance`
+    used_margin: Decimal
+    today: Decimal  # today's PnL, as the daily loss limit measures it
+    breached: str | None  # the rule it breached, or None
+    daily_loss_limit: Decimal | None
+    max_drawdown: Decimal | None
+
+
+def in_use(engine: Engine, account: str) -> Decimal:
+    """The funds of the account's Smart Sync copies still held apart from its balance:
+    each copy's sub-account balance until the copy ends or its funds go back (SPEC 2, 5)."""
+    return sum((engine.broker_of(c.sub).view(c.sub).balance
+                for c in engine.state.copies.values()
+                if c.account == account and not c.funds_returned
+                and c.status is not CopyStatus.ENDED), ZERO)
+
+
+def account_rows(engine: Engine) -> list[AccountRow]:
+    rows = []
+    for account in engine.state.accounts:
+        broker = engine.broker_of(account)
+        view = broker.view(account)
+        rows.append(AccountRow(
+            account=account, broker=view.broker, balance=view.balance, equity=view.equity,
+            available=view.available, in_use=in_use(engine, account),
+            used_margin=view.used_margin, today=broker.today_pnl(account),
+            breached=view.breached, daily_loss_limit=view.risk.daily_loss_limit,
+            max_drawdown=view.risk.max_drawdown))
+    return rows
+
+
+# --- Smart Sync (SPEC 5): my copies, a copy's details, the Copy form's rules ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRow:
+    key: str  # "group/account"
+    group: str
+    account: str
+    status: CopyStatus
+    investment: Decimal
+    equity: Decimal
+    realized: Decimal  # fees included (SPEC 8)
+    unrealized: Decimal
+    stop_loss: Decimal | None
+    on_stop: OnStop
+    positions: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPosition:
+    symbol: str
+    qty: Decimal  # signed
+    avg_price: Decimal
+    leverage: int | None
+    margin_mode: str | None
+    margin: Decimal
+    unrealized: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CopyFillRecord:
+    at: datetime
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    realized: Decimal
+    fee: Decimal
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvestmentChange:
+    at: datetime
+    what: str  # "followed" | "raised" | "lowered" | "as found"
+    investment: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CopyDetail:
+    row: CopyRow
+    sub: str
+    available: Decimal
+    used_margin: Decimal
+    copy_open_positions: bool
+    positions: tuple[CopyPosition, ...]
+    fills: tuple[CopyFillRecord, ...]
+    investment_changes: tuple[InvestmentChange, ...]
+    failures: tuple[Failure, ...]
+    recorded_since: datetime  # fills and investment changes are kept from then on
+
+
+class CopyJournal:
+    """The history of each copy as observed from the engine's events, in memory.
+
+    The engine keeps no fill or investment history of its own in memory, so this
+    records what it publishes from the moment it is attached: Smart Sync fills and
+    investment changes, keyed by the copy's sub-account (a new follow after an
+    unfollow is a new copy). Copies found when it is attached get one "as found"
+    entry with their investment at that moment."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.since = engine.clock.now()
+        self.fills: dict[str, list[CopyFillRecord]] = {}
+        self.investments: dict[str, list[InvestmentChange]] = {}
+        for copy in engine.state.copies.values():
+            if copy.status is not CopyStatus.ENDED:
+                self.investments[copy.sub] = [
+                    InvestmentChange(self.since, "as found", copy.investment)]
+        self.unsubscribe = engine.subscribe(self.record)
+
+    def record(self, event: EngineEvent) -> None:
+        if isinstance(event, AccountFilled) and event.smart and event.group is not None:
+            copy = self.engine.state.copies.get((event.group, event.account))
+            if copy is not None:
+                self.fills.setdefault(copy.sub, []).append(CopyFillRecord(
+                    event.at, event.symbol, event.side.value, event.qty, event.price,
+                    event.realized, event.fee, event.cause.value))
+        elif isinstance(event, CopyChanged) and event.what in ("followed", "investment"):
+            copy = self.engine.state.copies.get((event.group, event.account))
+            if copy is None:
+                return
+            changes = self.investments.setdefault(copy.sub, [])
+            if event.what == "followed":
+                what = "followed"
+            else:
+                before = changes[-1].investment if changes else None
+                what = "lowered" if before is not None and copy.investment < before else "raised"
+            changes.append(InvestmentChange(self.engine.clock.now(), what, copy.investment))
+
+
+_journals: WeakKeyDictionary[Engine, CopyJournal] = WeakKeyDictionary()
+
+
+def copy_journal(engine: Engine) -> CopyJournal:
+    """The engine's copy journal, attached on first use."""
+    journal = _journals.get(engine)
+    if journal is None:
+        journal = _journals[engine] = CopyJournal(engine)
+    return journal
+
+
+def _copy_row(engine: Engine, copy: Copy) -> CopyRow:
+    view = engine.broker_of(copy.sub).view(copy.sub)
+    realized = view.realized - view.fees
+    equity = copy.investment + realized if copy.funds_returned else view.equity
+    unrealized = ZERO if copy.funds_returned else view.equity - view.balance
+    return CopyRow(copy.key, copy.group, copy.account, copy.status, copy.investment, equity,
+                   realized, unrealized, copy.stop_loss, copy.on_stop, len(view.positions))
+
+
+_STATUS_ORDER = {CopyStatus.ACTIVE: 0, CopyStatus.STOPPED: 1, CopyStatus.ENDED: 2}
+
+
+def copy_rows(engine: Engine) -> list[CopyRow]:
+    """Every copy: active ones first, then stopped, then ended; by group and account."""
+    copies = sorted(engine.state.copies.values(),
+                    key=lambda c: (_STATUS_ORDER[c.status], c.group, c.account))
+    return [_copy_row(engine, c) for c in copies]
+
+
+def copy_detail(engine: Engine, group: str, account: str) -> CopyDetail | None:
+    copy = engine.state.copies.get((group, account))
+    if copy is None:
+        return None
+    broker = engine.broker_of(copy.sub)
+    view = broker.view(copy.sub)
+    positions = tuple(
+        CopyPosition(broker.symbols.catalog(p.symbol), p.qty, p.avg_price, p.leverage,
+                     p.margin_mode.value if p.margin_mode is not None else None, p.margin,
+                     p.unrealized)
+        for p in view.positions)
+    journal = copy_journal(engine)
+    failures = tuple(f for f in engine.state.failures
+                     if f.group == group and f.account == account)
+    available = copy.investment + _copy_row(engine, copy).realized \
+        if copy.funds_returned else view.available
+    return CopyDetail(_copy_row(engine, copy), copy.sub, available, view.used_margin,
+                      copy.copy_open_positions, positions,
+                      tuple(journal.fills.get(copy.sub, ())),
+                      tuple(journal.investments.get(copy.sub, ())), failures, journal.since)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowAccount:
+    account: str
+    broker: str
+    available: Decimal
+    copies_already: bool  # an active or stopped copy of this group: a follow is refused
+
+
+def copy_groups(engine: Engine) -> list[Group]:
+    """The groups a copy can follow: those with a leader."""
+    return [g for g in engine.state.groups.groups.values() if g.leader is not None]
+
+
+def follow_accounts(engine: Engine, group: Group) -> list[FollowAccount]:
+    """Accounts that may copy `group`: not its leader, not its ratio followers, not a
+    copy's sub-account."""
+    found = []
+    for account in sorted(engine.state.accounts):
+        if account == group.leader or account in group.followers or account in engine.state.subs:
+            continue
+        broker = engine.broker_of(account)
+        existing = engine.state.copies.get((group.name, account))
+        found.append(FollowAccount(account, broker.name, broker.available(account),
+                                   existing is not None
+                                   and existing.status is not CopyStatus.ENDED))
+    return found
+
+
+def parse_amount(text: str) -> Decimal | None:
+    """A typed amount ("1,000" allowed), or None when it is not a finite number."""
+    try:
+        value = Decimal(text.strip().replace(",", "").replace("_", ""))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def investment_problem(text: str, low: Decimal, high: Decimal) -> str | None:
+    """Why a typed investment cannot be used, in words; None when it can."""
+    value = parse_amount(text)
+    if value is None:
+        return "The investment must be a number, like 1000."
+    if value < low:
+        return f"The investment must be at least {low.normalize():,f}."
+    if value > high:
+        return (f"The investment cannot exceed {max(high, ZERO).normalize():,f}, "
+                "what the account has available.")
+    return None
+
+
+def follow_investment_bounds(engine: Engine, account: str) -> tuple[Decimal, Decimal]:
+    """A new copy's investment: at least the minimum, at most the account's available."""
+    return MIN_INVESTMENT, engine.broker_of(account).available(account)
+
+
+def investment_bounds(engine: Engine, group: str, account: str) -> tuple[Decimal, Decimal]:
+    """A copy's new investment (SPEC 5, 8): a raise comes from the account's available
+    funds; a lowering never goes below the minimum nor what the copy's margin uses, and
+    gives back at most what the copy has available."""
+    copy = engine.state.copies[(group, account)]
+    broker = engine.broker_of(copy.sub)
+    spare = max(broker.available(copy.sub), ZERO)
+    used = broker.view(copy.sub).used_margin
+    low = max(MIN_INVESTMENT, copy.investment - spare, used)
+    high = copy.investment + max(broker.available(account), ZERO)
+    return low, high
+
+
+def stop_loss_problem(text: str) -> str | None:
+    """An optional total stop loss: empty for none, else a positive amount."""
+    if not text.strip():
+        return None
+    value = parse_amount(text)
+    if value is None:
+        return "The stop loss must be a number, like 500, or empty for none."
+    if value <= 0:
+        return "The stop loss must be a positive amount (a total loss), or empty for none."
+    if value >= LIMIT:
+        return f"The stop loss must be below {LIMIT:,f}."
+    return None

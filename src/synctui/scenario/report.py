@@ -6,7 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from synctui.brokers.base import AccountView
-from synctui.domain.copies import Copy, CopyStatus
+from synctui.domain.copies import Copy
+from synctui.engine.views import in_use
 from synctui.scenario.runner import Replay
 
 PLACES = Decimal("1e-10")
@@ -92,19 +93,11 @@ def _copy(world: Replay, copy: Copy) -> dict[str, Any]:
     }
 
 
-def in_use(world: Replay, account: str) -> Decimal:
-    """The funds of the account's copies still held apart from its balance (SPEC 2, 5)."""
-    engine = world.engine
-    return sum((engine.broker_of(c.sub).view(c.sub).balance
-                for c in engine.state.copies.values()
-                if c.account == account and not c.funds_returned
-                and c.status is not CopyStatus.ENDED), Decimal(0))
-
-
 def report(world: Replay) -> dict[str, Any]:
     engine = world.engine
     accounts = {
-        account: _account(world, engine.broker_of(account).view(account), in_use(world, account))
+        account: _account(world, engine.broker_of(account).view(account),
+                          in_use(engine, account))
         for account in engine.state.accounts
     }
     copies = {copy.key: _copy(world, copy) for copy in engine.state.copies.values()}

@@ -157,20 +157,25 @@ class SyncApp(App[None]):
     def action_log(self) -> None:
         self.push_screen(LogScreen())
 
+    def _open(self, screen_type: type[Screen[None]]) -> None:
+        """Open a screen once: its key pressed on it again does nothing."""
+        if not isinstance(self.screen, screen_type):
+            self.push_screen(screen_type())
+
     def action_groups(self) -> None:
         from synctui.tui.screens.groups import GroupsScreen
 
-        self.push_screen(GroupsScreen())
+        self._open(GroupsScreen)
 
     def action_accounts(self) -> None:
         from synctui.tui.screens.accounts import AccountsScreen
 
-        self.push_screen(AccountsScreen())
+        self._open(AccountsScreen)
 
     def action_copies(self) -> None:
         from synctui.tui.screens.copies import CopiesScreen
 
-        self.push_screen(CopiesScreen())
+        self._open(CopiesScreen)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
