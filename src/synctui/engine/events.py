@@ -81,7 +81,7 @@ class CopyChanged:
     group: str
     account: str
     status: CopyStatus
-    what: str  # "followed" | "investment" | "stopped" | "unfollowed"
+    what: str  # "followed" | "investment" | "stop loss" | "stopped" | "unfollowed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from synctui.brokers.base import AccountView
 from synctui.domain.copies import Copy
-from synctui.engine.views import in_use
+from synctui.engine import views
 from synctui.scenario.runner import Replay
 
 PLACES = Decimal("1e-10")
@@ -93,11 +93,16 @@ def _copy(world: Replay, copy: Copy) -> dict[str, Any]:
     }
 
 
+def in_use(world: Replay, account: str) -> Decimal:
+    """The account's Smart Sync funds held apart from its balance (rule in engine.views)."""
+    return views.in_use(world.engine, account)
+
+
 def report(world: Replay) -> dict[str, Any]:
     engine = world.engine
     accounts = {
         account: _account(world, engine.broker_of(account).view(account),
-                          in_use(engine, account))
+                          in_use(world, account))
         for account in engine.state.accounts
     }
     copies = {copy.key: _copy(world, copy) for copy in engine.state.copies.values()}

@@ -22,6 +22,7 @@ from synctui.engine.events import (
     GroupChanged,
     PriceMoved,
 )
+from synctui.engine.views import copy_journal
 from synctui.engine.world import World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
@@ -74,6 +75,7 @@ class SyncApp(App[None]):
             self.exit(return_code=2, message=f"synctui: {error}")
             return
         self.desk.engine.subscribe(self._on_engine_event)
+        copy_journal(self.desk.engine)  # a copy's fills and investment changes, from now on
         for family, price in self.desk.engine.prices.families().items():
             self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(price))
 
@@ -176,6 +178,15 @@ class SyncApp(App[None]):
         from synctui.tui.screens.copies import CopiesScreen
 
         self._open(CopiesScreen)
+
+    def action_copy_group(self, group: str | None) -> None:
+        """The Smart Sync Copy dialog, for a group (from the dashboard or Groups)."""
+        from synctui.tui.screens.copies import CopyDialog
+
+        def followed(result: object) -> None:
+            self.refresh_dashboard()
+
+        self.push_screen(CopyDialog(group=group), followed)
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

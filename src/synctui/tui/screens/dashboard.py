@@ -47,6 +47,7 @@ class Dashboard(Screen[None]):
         Binding("left_square_bracket", "contract(-1)", "Prev contract", show=False),
         Binding("right_square_bracket", "contract(1)", "Next contract", show=False),
         Binding("g", "log_scope", "Log scope", show=False),
+        Binding("s", "copy_group", "Copy (Smart Sync)"),
     ]
 
     def __init__(self) -> None:
@@ -189,6 +190,9 @@ class Dashboard(Screen[None]):
             self.contract = symbol
             self.query_one(FollowerTable).reset()
             self.refresh_views()
+
+    def action_copy_group(self) -> None:
+        self.sync_app.action_copy_group(self.group_name)
 
     def action_log_scope(self) -> None:
         self.log_this_group = not self.log_this_group

@@ -61,6 +61,7 @@ class GroupsScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("n", "new_group", "New Group"),
         Binding("enter", "open_group", "Settings"),
+        Binding("s", "copy_group", "Copy (Smart Sync)"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -107,6 +108,9 @@ class GroupsScreen(Screen[None]):
         name = self._selected()
         if name is not None:
             self.app.push_screen(GroupSettingsScreen(name))
+
+    def action_copy_group(self) -> None:
+        _app(self).action_copy_group(self._selected())
 
     def action_new_group(self) -> None:
         def created(name: str | None) -> None:
