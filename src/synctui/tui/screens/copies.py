@@ -293,13 +293,36 @@ class CopyDialog(FormModal):
                                on_stop=on_stop), what)
 
 
-class InvestmentModal(FormModal):
-    """Raise or lower a copy's investment (SPEC 5)."""
+class _CopySettingModal(FormModal):
+    """One setting of an existing copy: a validated field, a refusal line, Save/Cancel."""
+
+    FIELD = ""  # the id of the validated Input; its error line is FIELD-error
 
     def __init__(self, group: str, account: str) -> None:
         super().__init__()
         self.group = group
         self.account = account
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.FIELD}-error", Static).display = False
+        self.query_one("#refusal", Static).display = False
+        self.query_one(f"#{self.FIELD}", Input).focus()
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        ok = _show_validation(event.input, self.query_one(f"#{self.FIELD}-error", Static))
+        self.query_one("#refusal", Static).display = False
+        self.query_one("#save", Button).disabled = not ok
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(False)
+
+
+class InvestmentModal(_CopySettingModal):
+    """Raise or lower a copy's investment (SPEC 5)."""
+
+    FIELD = "amount"
 
     def _problem(self, text: str) -> str | None:
         low, high = investment_bounds(self.engine, self.group, self.account)
@@ -324,21 +347,6 @@ class InvestmentModal(FormModal):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save", id="save", variant="primary")
 
-    def on_mount(self) -> None:
-        self.query_one("#amount-error", Static).display = False
-        self.query_one("#refusal", Static).display = False
-        self.query_one("#amount", Input).focus()
-
-    @on(Input.Changed)
-    def _typed(self, event: Input.Changed) -> None:
-        ok = _show_validation(event.input, self.query_one("#amount-error", Static))
-        self.query_one("#refusal", Static).display = False
-        self.query_one("#save", Button).disabled = not ok
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(False)
-
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
     async def save(self) -> None:
@@ -353,13 +361,10 @@ class InvestmentModal(FormModal):
                                f"set to {value.normalize():f}")
 
 
-class StopLossModal(FormModal):
+class StopLossModal(_CopySettingModal):
     """Change a copy's total stop loss and what happens when it is hit."""
 
-    def __init__(self, group: str, account: str) -> None:
-        super().__init__()
-        self.group = group
-        self.account = account
+    FIELD = "stop-loss"
 
     def compose(self) -> ComposeResult:
         copy = self.engine.state.copies[(self.group, self.account)]
@@ -379,21 +384,6 @@ class StopLossModal(FormModal):
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save", id="save", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#stop-loss-error", Static).display = False
-        self.query_one("#refusal", Static).display = False
-        self.query_one("#stop-loss", Input).focus()
-
-    @on(Input.Changed)
-    def _typed(self, event: Input.Changed) -> None:
-        ok = _show_validation(event.input, self.query_one("#stop-loss-error", Static))
-        self.query_one("#refusal", Static).display = False
-        self.query_one("#save", Button).disabled = not ok
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(False)
 
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
