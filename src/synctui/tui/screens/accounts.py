@@ -23,6 +23,7 @@ from textual.widgets import Button, DataTable, Footer, Label, Static
 
 from synctui.engine.engine import Engine
 from synctui.engine.views import AccountRow, account_rows
+from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money
 
@@ -155,10 +156,7 @@ class AccountsScreen(Screen[None]):
 
     @property
     def sync_app(self) -> SyncApp:
-        from synctui.tui.app import SyncApp
-
-        assert isinstance(self.app, SyncApp)
-        return self.app
+        return sync_app(self)
 
     @property
     def engine(self) -> Engine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -37,21 +37,15 @@ from synctui.engine.views import (
     parse_amount,
     stop_loss_problem,
 )
+from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money, price, qty
 
 if TYPE_CHECKING:
-    from synctui.tui.app import SyncApp
+    pass
 
 ON_STOP_CHOICES = [("close positions, funds to balance", OnStop.CLOSE.value),
                    ("keep the positions open", OnStop.KEEP.value)]
-
-
-def _sync_app(screen: Screen[Any]) -> SyncApp:
-    from synctui.tui.app import SyncApp
-
-    assert isinstance(screen.app, SyncApp)
-    return screen.app
 
 
 def _amount(value: Decimal) -> str:

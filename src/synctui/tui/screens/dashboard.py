@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Label, OptionList, Sparkl
 from synctui.domain.groups import Group
 from synctui.engine.engine import Engine
 from synctui.engine.views import contracts, follower_rows, group_summaries, leader_view
+from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.cross_picker import REMOVE, CrossPicker
 from synctui.tui.widgets.activity_log import LogPanel
@@ -60,10 +61,7 @@ class Dashboard(Screen[None]):
 
     @property
     def sync_app(self) -> SyncApp:
-        from synctui.tui.app import SyncApp
-
-        assert isinstance(self.app, SyncApp)
-        return self.app
+        return sync_app(self)
 
     @property
     def engine(self) -> Engine:

@@ -8,7 +8,7 @@ change Save would cause. Save applies all of them or none.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on
@@ -41,19 +41,13 @@ from synctui.domain.groups import (
     SetLeader,
 )
 from synctui.engine.group_views import describe_status, free_accounts, group_rows
+from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money
 from synctui.tui.widgets.group_list import BADGE
 
 if TYPE_CHECKING:
-    from synctui.tui.app import SyncApp
-
-
-def _app(screen: Screen[Any]) -> SyncApp:
-    from synctui.tui.app import SyncApp
-
-    assert isinstance(screen.app, SyncApp)
-    return screen.app
+    pass
 
 
 class GroupsScreen(Screen[None]):

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Select
 
+from synctui.tui.screens.access import sync_app
 from synctui.tui.widgets.activity_log import LogPanel
 
 if TYPE_CHECKING:
@@ -44,10 +45,7 @@ class LogScreen(Screen[None]):
 
     @property
     def sync_app(self) -> SyncApp:
-        from synctui.tui.app import SyncApp
-
-        assert isinstance(self.app, SyncApp)
-        return self.app
+        return sync_app(self)
 
     def show(self) -> None:
         self.query_one(LogPanel).show(self.sync_app.activity.filtered(self.group, 500))
