@@ -194,3 +194,32 @@ async def test_leaving_with_pending_edits_asks_first() -> None:
         await pilot.pause()
         assert isinstance(app.screen, GroupsScreen)
         assert app.desk.engine.group("Alpha").status is GroupStatus.ACTIVE
+
+
+async def test_pause_and_activate_with_the_active_toggle() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        settings = await open_settings(app, pilot, "Alpha")
+        await pilot.press("space", "ctrl+s")
+        await pilot.pause()
+        alpha = app.desk.engine.group("Alpha")
+        assert (alpha.status, alpha.reason) == (GroupStatus.PAUSED, PauseReason.PAUSED)
+        await pilot.click("#active-switch")
+        await pilot.pause()
+        assert settings.pending
+        await pilot.click("#save")
+        await pilot.pause()
+        assert app.desk.engine.group("Alpha").status is GroupStatus.ACTIVE
+
+
+async def test_remove_the_leader_and_save() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_settings(app, pilot, "Bravo")
+        await pilot.click("#remove-leader")
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        bravo = app.desk.engine.group("Bravo")
+        assert (bravo.leader, bravo.status) == (None, GroupStatus.NOT_CONFIGURED)
+        assert bravo.followers == ["FUND-31"]
