@@ -312,6 +312,20 @@ class _CopySettingModal(FormModal):
     def _cancel(self) -> None:
         self.dismiss(False)
 
+    def _footer(self) -> ComposeResult:
+        """The engine's refusal, if any, then Cancel and Save."""
+        yield Static(id="refusal", classes="refusal")
+        with Horizontal(classes="modal-buttons"):
+            yield Button("Cancel", id="cancel")
+            yield Button("Save", id="save", variant="primary")
+
+    def _valid_field(self) -> Input | None:
+        """The field, if its value passes its rule (the rule is shown otherwise)."""
+        field = self.query_one(f"#{self.FIELD}", Input)
+        if not _show_validation(field, self.query_one(f"#{self.FIELD}-error", Static)):
+            return None
+        return field
+
 
 class InvestmentModal(_CopySettingModal):
     """Raise or lower a copy's investment (SPEC 5)."""
@@ -336,16 +350,13 @@ class InvestmentModal(_CopySettingModal):
             yield Input(value=f"{copy.investment.normalize():f}", id="amount",
                         validators=[Rule(self._problem)])
             yield Static(id="amount-error", classes="error")
-            yield Static(id="refusal", classes="refusal")
-            with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+            yield from self._footer()
 
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
     async def save(self) -> None:
-        input_ = self.query_one("#amount", Input)
-        if not _show_validation(input_, self.query_one("#amount-error", Static)):
+        input_ = self._valid_field()
+        if input_ is None:
             return
         value = parse_amount(input_.value)
         assert value is not None
@@ -374,16 +385,13 @@ class StopLossModal(_CopySettingModal):
             yield Label("When the stop loss is hit", classes="field-label")
             yield Select(ON_STOP_CHOICES, value=copy.on_stop.value, allow_blank=False,
                          id="on-stop")
-            yield Static(id="refusal", classes="refusal")
-            with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+            yield from self._footer()
 
     @on(Button.Pressed, "#save")
     @on(Input.Submitted)
     async def save(self) -> None:
-        input_ = self.query_one("#stop-loss", Input)
-        if not _show_validation(input_, self.query_one("#stop-loss-error", Static)):
+        input_ = self._valid_field()
+        if input_ is None:
             return
         stop_loss = parse_amount(input_.value) if input_.value.strip() else None
         on_stop = OnStop(str(self.query_one("#on-stop", Select).value))
