@@ -1,0 +1,26 @@
+"""Shared test configuration.
+
+Hypothesis profiles: `ci` (the default) keeps the whole suite within CI's
+budget on the 2-core machine; `long` (`SYNCTUI_LONG=1`) runs the fuzz,
+crash and property tests at their long profile. A test that wants more
+examples under `long` reads `LONG` (and `scaled`) from here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+LONG = os.environ.get("SYNCTUI_LONG", "") not in ("", "0")
+
+settings.register_profile("ci", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("long" if LONG else "ci")
+
+
+def scaled(ci: int, long: int) -> int:
+    """How many examples (or rounds) a test runs: `ci` by default, `long` under SYNCTUI_LONG."""
+    return long if LONG else ci
