@@ -9,6 +9,7 @@ from typing import Protocol
 
 from synctui.brokers.events import BrokerEvent, OrderInfo
 from synctui.brokers.naming import SymbolMap
+from synctui.domain.instruments import Market
 from synctui.domain.orders import FillCause, MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.risk import RiskLimits
 
@@ -60,6 +61,9 @@ class Broker(Protocol):
     name: str
     symbols: SymbolMap
 
+    @property
+    def markets(self) -> frozenset[Market]: ...
+    def trades(self, symbol: str) -> bool: ...
     def subscribe(self, listener: Listener) -> Callable[[], None]: ...
     def open_account(self, account: str, balance: Decimal, risk: RiskLimits) -> None: ...
     def has_account(self, account: str) -> bool: ...

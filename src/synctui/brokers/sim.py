@@ -29,7 +29,7 @@ from synctui.brokers.naming import NamingScheme, SymbolMap
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import whole_number
-from synctui.domain.instruments import Catalog, Instrument
+from synctui.domain.instruments import ALL_MARKETS, Catalog, Instrument, Market
 from synctui.domain.margin import isolated_liquidated, maintenance_margin, order_margin
 from synctui.domain.orders import FillCause, MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.position import apply_fill, split_fill, unrealized_pnl
@@ -101,6 +101,7 @@ class BrokerSettings:
     fee_per_contract: Decimal = ZERO
     slippage_ticks: Decimal = ZERO
     naming: NamingScheme = NamingScheme.PLAIN
+    markets: frozenset[Market] = ALL_MARKETS  # what it trades (SPEC 9)
 
 
 class SimBroker:
@@ -178,6 +179,24 @@ class SimBroker:
     def _instrument(self, native: str) -> Instrument:
         return self.catalog.get(self.symbols.catalog(native))
 
+    @property
+    def markets(self) -> frozenset[Market]:
+        return self.settings.markets
+
+    def trades(self, symbol: str) -> bool:
+        """Whether this broker trades the (native) symbol's market (SPEC 9)."""
+        return self._instrument(symbol).market in self.settings.markets
+
+    def _traded(self, native: str) -> Instrument:
+        """The instrument, refused when this broker does not trade its market."""
+        inst = self._instrument(native)
+        if inst.market not in self.settings.markets:
+            raise OrderRejected(
+                RejectReason.UNSUPPORTED_INSTRUMENT,
+                f"broker {self.name!r} does not trade {inst.symbol} ({inst.market}); "
+                f"it trades {', '.join(sorted(self.settings.markets))}")
+        return inst
+
     def _info(self, order: SimOrder) -> OrderInfo:
         return OrderInfo(
             broker=self.name, id=order.id, account=order.account,
@@ -244,7 +263,7 @@ class SimBroker:
 
     def place_order(self, account: str, request: OrderRequest) -> str:
         acct = self._account(account)
-        inst = self._instrument(request.symbol)
+        inst = self._traded(request.symbol)
         if request.client_id is not None and request.client_id in self._client_ids:
             raise OrderRejected(RejectReason.REJECTED,
                                 f"duplicate client order id {request.client_id!r}")
@@ -528,7 +547,7 @@ class SimBroker:
     def close_position(self, account: str, symbol: str, cause: FillCause) -> None:
         """Close at market (with slippage), after cancelling the symbol's working orders."""
         acct = self._account(account)
-        catalog_symbol = self.symbols.catalog(symbol)
+        catalog_symbol = self._traded(symbol).symbol
         for order in list(acct.orders.values()):
             if order.symbol == catalog_symbol and order.id in self._orders:
                 self._cancel(order, "flatten")
@@ -558,7 +577,7 @@ class SimBroker:
 
     def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
         acct = self._account(account)
-        inst = self._instrument(symbol)
+        inst = self._traded(symbol)
         if inst.is_future:
             raise Refused(f"{inst.symbol} is a future: futures have no leverage setting")
         value = whole_number(leverage, "leverage", 1, inst.max_leverage)
@@ -585,7 +604,7 @@ class SimBroker:
 
     def set_margin_mode(self, account: str, symbol: str, mode: MarginMode) -> None:
         acct = self._account(account)
-        inst = self._instrument(symbol)
+        inst = self._traded(symbol)
         if inst.is_future:
             raise Refused(f"{inst.symbol} is a future: futures have no margin mode")
         leverage, current = self._setting(acct, inst.symbol)
@@ -598,7 +617,7 @@ class SimBroker:
 
     def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
         acct = self._account(account)
-        inst = self._instrument(symbol)
+        inst = self._traded(symbol)
         pos = acct.positions.get(inst.symbol)
         leverage, mode = self._setting(acct, inst.symbol)
         if inst.is_future or pos is None or mode is not MarginMode.ISOLATED:

@@ -24,6 +24,7 @@ class RejectReason(StrEnum):
     LEVERAGE_SYNC_FAILED = "leverage_sync_failed"
     MARGIN_SYNC_FAILED = "margin_sync_failed"
     REJECTED = "rejected"
+    UNSUPPORTED_INSTRUMENT = "unsupported_instrument"
 
 
 REASON_TEXT: dict[RejectReason, str] = {
@@ -32,6 +33,7 @@ REASON_TEXT: dict[RejectReason, str] = {
     RejectReason.LEVERAGE_SYNC_FAILED: "the leverage change could not be copied",
     RejectReason.MARGIN_SYNC_FAILED: "the margin change could not be copied",
     RejectReason.REJECTED: "the broker rejected the order",
+    RejectReason.UNSUPPORTED_INSTRUMENT: "the broker does not trade this contract",
 }
 
 

@@ -22,6 +22,18 @@ class Kind(StrEnum):
     PERP = "perp"
 
 
+class Market(StrEnum):
+    """What a broker trades (SPEC 9): an account holds only instruments of its
+    broker's markets, so a copy to a broker that does not trade the contract is
+    a failure, not an order."""
+
+    FUTURES = "futures"
+    PERPS = "perps"
+
+
+ALL_MARKETS: frozenset[Market] = frozenset(Market)
+
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     """One tradable contract. Futures trade whole contracts; perps trade coin."""
@@ -41,6 +53,10 @@ class Instrument:
     @property
     def is_future(self) -> bool:
         return self.kind is Kind.FUTURE
+
+    @property
+    def market(self) -> Market:
+        return Market.FUTURES if self.kind is Kind.FUTURE else Market.PERPS
 
     def on_tick(self, price: Decimal) -> bool:
         return price > 0 and price % self.tick == 0

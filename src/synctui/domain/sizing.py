@@ -30,6 +30,28 @@ def closing_qty(follower_held: Decimal, leader_before: Decimal, leader_closed: D
     return min(share, follower_held)
 
 
+def proportional_close(current: Decimal, base: Decimal, leader_base: Decimal,
+                       leader_closed: Decimal, leader_closes_all: bool,
+                       follower: Instrument) -> Decimal:
+    """How much a follower (or a copy) closes for a leader exit: the one rule behind
+    copied closes, mirrored reduce-only orders and Smart Sync closes (SPEC 4, 8).
+
+    Positions are signed. `current` is the follower's position now; `base` and
+    `leader_base` are the positions the share is sized on: both taken before the
+    price update's first fill when the exit happened in one (SPEC 8), else as they
+    are. A follower that holds nothing on the leader's side closes nothing (a leader
+    exit never opens or flips a follower); one whose leader closes all closes all.
+    Returns an unsigned quantity, capped at the follower's position.
+    """
+    if current == 0 or leader_base == 0 or (current > 0) != (leader_base > 0):
+        return ZERO
+    if leader_closes_all:
+        return abs(current)
+    if base == 0 or (base > 0) != (current > 0):
+        base = current
+    return min(closing_qty(abs(base), abs(leader_base), leader_closed, follower), abs(current))
+
+
 # --- Smart Sync (SPEC 5) ------------------------------------------------------
 
 def fund_usage(leader_margin: Decimal, leader_equity: Decimal) -> Decimal:

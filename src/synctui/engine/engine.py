@@ -57,7 +57,7 @@ from synctui.domain.orders import (
 from synctui.domain.position import split_fill
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits
-from synctui.domain.sizing import closing_qty, opening_qty
+from synctui.domain.sizing import opening_qty, proportional_close
 from synctui.engine.events import (
     AccountBreachedEvent,
     AccountFilled,
@@ -98,7 +98,12 @@ class Engine:
         self.deferred = False  # True when a store must commit intents before they are sent
         self._before: dict[str, tuple[GroupStatus, PauseReason | None]] | None = None
         self._cause: str | None = None
-        self._unsubscribe = [b.subscribe(self._queue.append) for b in self.brokers.values()]
+        # Positions before the current price update's first fill, by (broker, account,
+        # native symbol): every proportional close of the update is sized on them
+        # (SPEC 8). None outside a price update.
+        self._update: dict[tuple[str, str, str], Decimal] | None = None
+        self._recording = False  # the brokers are matching a price update right now
+        self._unsubscribe = [b.subscribe(self._on_broker_event) for b in self.brokers.values()]
         self.smart = SmartSync(self)
 
     def close(self) -> None:
@@ -126,6 +131,7 @@ class Engine:
         if self._before is None:
             self._before = self._statuses()
             self._cause = cause
+            self._update = None  # a new command: the last price update is over
         try:
             yield
         finally:
@@ -173,6 +179,30 @@ class Engine:
         self._drain()
         return not self._queue and not self.state.intents
 
+    def _on_broker_event(self, event: BrokerEvent) -> None:
+        if self._recording and isinstance(event, Fill) and self._update is not None:
+            self._update.setdefault((event.broker, event.account, event.symbol),
+                                    event.position_before)
+        self._queue.append(event)
+
+    def close_basis(self, broker: Broker, account: str, native: str) -> tuple[Decimal, Decimal]:
+        """An account's position now, and the one a proportional close is sized on:
+        its position before the current price update's first fill (SPEC 8), taken at
+        its first fill in the update or, failing that, before its first copy."""
+        current = broker.position(account, native)
+        if self._update is None:
+            return current, current
+        return current, self._update.setdefault((broker.name, account, native), current)
+
+    def leader_base(self, fill: Fill) -> Decimal:
+        """The leader's Q for a proportional close: before the update's first fill when
+        the exit happened in a price update, unless the leader changed side since."""
+        before = fill.position_before
+        if self._update is None:
+            return before
+        start = self._update.get((fill.broker, fill.account, fill.symbol), before)
+        return start if start != 0 and (start > 0) == (before > 0) else before
+
     @property
     def pending_events(self) -> list[BrokerEvent]:
         """Broker events not handled yet: a store keeps them, so a crash loses none."""
@@ -218,13 +248,26 @@ class Engine:
     def _native(self, broker: Broker, symbol: str) -> str:
         return broker.symbols.native(symbol)
 
+    @staticmethod
+    def _check_traded(broker: Broker, native: str) -> None:
+        """An account's own step on a market its broker does not trade is refused (SPEC 9)."""
+        if not broker.trades(native):
+            symbol = broker.symbols.catalog(native)
+            raise Refused(f"broker {broker.name!r} does not trade {symbol} "
+                          f"(it trades {', '.join(sorted(broker.markets))})")
+
     # --- market ---------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         with self._command():
             family = self.prices.set(symbol, price)
-            for broker in self.brokers.values():
-                broker.on_price(family)
+            self._update = {}
+            self._recording = True
+            try:
+                for broker in self.brokers.values():
+                    broker.on_price(family)
+            finally:
+                self._recording = False
             self._queue.append(PriceUpdated(family))
             self._publish(PriceMoved(family, price))
 
@@ -240,6 +283,7 @@ class Engine:
         broker = self.broker_of(account)
         inst = self.catalog.get(symbol)
         native = self._native(broker, symbol)
+        self._check_traded(broker, native)
         if (qty is None) == (margin is None):
             raise Refused("an order needs either a qty or a margin, not both")
         if type is not OrderType.MARKET and price is None:
@@ -418,6 +462,13 @@ class Engine:
                 native = self._native(broker, g.traded_symbol(follower, symbol))
                 holds = (broker.position(follower, native) != 0
                          or bool(broker.working_orders(follower, native)))
+            target = None if to is None or to == symbol else to
+            if (target is not None and follower in g.followers
+                    and self.catalog.get(target).family == self.catalog.get(symbol).family):
+                broker = self.broker_of(follower)
+                if not broker.trades(self._native(broker, target)):
+                    raise Refused(f"cannot cross {symbol} to {target}: broker {broker.name!r} "
+                                  f"of {follower!r} does not trade {target}")
             self.state.groups.set_cross(group, follower, symbol, to, self.catalog, holds)
             self.state.touch("groups")
 
@@ -574,6 +625,20 @@ class Engine:
         self.state.add_failure(failure)
         self._publish(CopyFailed(failure))
 
+    def _fail_copy(self, group: str, follower: str, symbol: str, reason: RejectReason,
+                   message: str, bracket_of: str | None) -> None:
+        """A copy that failed. When it copied a bracketed entry, the entry's exits are
+        not copied to that follower either (SPEC 8: a bracket leg belongs to its entry)."""
+        if bracket_of is not None:
+            self.state.mark_bracketed(bracket_of, follower, None)
+        self._fail(group, follower, symbol, reason, message)
+
+    def unsupported(self, group: str, follower: str, broker: Broker, symbol: str,
+                    bracket_of: str | None = None) -> None:
+        """A copy for a market the follower's broker does not trade: not sent (SPEC 9)."""
+        self._fail_copy(group, follower, symbol, RejectReason.UNSUPPORTED_INSTRUMENT,
+                        f"broker {broker.name!r} does not trade {symbol}", bracket_of)
+
     def _send(self, group: Group, follower: str, symbol: str, request: OrderRequest,
               mirror_of: str | None = None, bracket_of: str | None = None) -> None:
         self._send_for(group.name, follower, symbol, request, mirror_of, bracket_of)
@@ -603,18 +668,20 @@ class Engine:
         if known is not None:
             order_id = known.id
             if broker.order_status(known.id) is OrderStatus.REJECTED:
-                self._fail(intent.group, intent.follower, intent.symbol, RejectReason.REJECTED,
-                           "the broker rejected the order before the restart")
+                self._fail_copy(intent.group, intent.follower, intent.symbol,
+                                RejectReason.REJECTED,
+                                "the broker rejected the order before the restart",
+                                intent.bracket_of)
                 order_id = None
         else:
             try:
                 order_id = broker.place_order(intent.follower, intent.request)
             except OrderRejected as rejected:
-                self._fail(intent.group, intent.follower, intent.symbol, rejected.reason,
-                           rejected.message)
+                self._fail_copy(intent.group, intent.follower, intent.symbol, rejected.reason,
+                                rejected.message, intent.bracket_of)
             except Refused as refused:
-                self._fail(intent.group, intent.follower, intent.symbol, RejectReason.REJECTED,
-                           refused.message)
+                self._fail_copy(intent.group, intent.follower, intent.symbol,
+                                RejectReason.REJECTED, refused.message, intent.bracket_of)
         if order_id is not None:
             outcome = (intent.group, self.owner(intent.follower), intent.symbol)
             self.state.last_result[outcome] = True
@@ -681,25 +748,31 @@ class Engine:
         traded = setting.cross or symbol
         inst = self.catalog.get(traded)
         native = self._native(broker, traded)
+        has_brackets = fill.stop_loss is not None or fill.take_profit is not None
+        bracket_of = fill.order_id if has_brackets else None
+        if not broker.trades(native):
+            if opened:  # it can hold nothing there, so there is nothing to close
+                self.unsupported(group.name, follower, broker, traded, bracket_of)
+            return
+        current, base = self.close_basis(broker, follower, native)
         if closed:
-            held = broker.position(follower, native)
-            if held != 0 and (held > 0) == (fill.position_before > 0):
-                qty = closing_qty(abs(held), abs(fill.position_before), closed, inst)
-                if qty > 0:
-                    self._send(group, follower, traded, OrderRequest(
-                        symbol=native, side=fill.side, qty=qty, reduce_only=True,
-                        client_id=copy_key(fill.id, follower, "close")))
+            qty = proportional_close(current, base, self.leader_base(fill), closed,
+                                     closed >= abs(fill.position_before), inst)
+            if qty > 0:
+                self._send(group, follower, traded, OrderRequest(
+                    symbol=native, side=fill.side, qty=qty, reduce_only=True,
+                    client_id=copy_key(fill.id, follower, "close")))
         if opened:
             qty = opening_qty(opened, setting.ratio, inst)
             if qty < inst.min_qty:
-                self._fail(group.name, follower, traded, RejectReason.REJECTED,
-                           f"{opened} x {setting.ratio} is below the {traded} minimum")
+                self._fail_copy(group.name, follower, traded, RejectReason.REJECTED,
+                                f"{opened} x {setting.ratio} is below the {traded} minimum",
+                                bracket_of)
                 return
-            has_brackets = fill.stop_loss is not None or fill.take_profit is not None
             self._send(group, follower, traded, OrderRequest(
                 symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
                 take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")),
-                bracket_of=fill.order_id if has_brackets else None)
+                bracket_of=bracket_of)
 
     def _on_leader_order(self, order: OrderInfo) -> None:
         """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""
@@ -721,16 +794,22 @@ class Engine:
             traded = setting.cross or symbol
             inst = self.catalog.get(traded)
             native = self._native(broker, traded)
+            if not broker.trades(native):
+                if opened:
+                    self.state.start_mirror(order.id, follower)
+                    bracketed = order.stop_loss is not None or order.take_profit is not None
+                    self.unsupported(group.name, follower, broker, traded,
+                                     order.id if bracketed else None)
+                continue
             requests: list[OrderRequest] = []
             if closed:
                 mine = broker.position(follower, native)
-                if mine != 0 and (mine > 0) == (held > 0):
-                    qty = closing_qty(abs(mine), abs(held), closed, inst)
-                    if qty > 0:
-                        requests.append(OrderRequest(
-                            symbol=native, side=order.side, qty=qty, type=order.type,
-                            price=order.price, reduce_only=True,
-                            client_id=copy_key(order.id, follower, "close")))
+                qty = proportional_close(mine, mine, held, closed, closed >= abs(held), inst)
+                if qty > 0:
+                    requests.append(OrderRequest(
+                        symbol=native, side=order.side, qty=qty, type=order.type,
+                        price=order.price, reduce_only=True,
+                        client_id=copy_key(order.id, follower, "close")))
             if opened:
                 requests.append(OrderRequest(
                     symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),

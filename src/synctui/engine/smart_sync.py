@@ -21,7 +21,7 @@ from synctui.domain.instruments import LIMIT
 from synctui.domain.margin import order_margin
 from synctui.domain.orders import FillCause, MarginMode, Side
 from synctui.domain.risk import RiskLimits
-from synctui.domain.sizing import closing_qty, fund_usage, margin_sync_delta, smart_qty
+from synctui.domain.sizing import fund_usage, margin_sync_delta, proportional_close, smart_qty
 from synctui.engine.events import CopyChanged
 
 if TYPE_CHECKING:
@@ -199,29 +199,38 @@ class SmartSync:
         broker = engine.broker_of(copy.sub)
         native = broker.symbols.native(symbol)
         inst = engine.catalog.get(symbol)
+        bracketed = engine.state.bracketed
+        if fill.parent_id is not None and bracketed.get(fill.parent_id, {}).get(copy.sub) == []:
+            return  # its copy of this exit's entry failed (SPEC 8: a leg belongs to its entry)
+        has_brackets = fill.stop_loss is not None or fill.take_profit is not None
+        bracket_of = fill.order_id if has_brackets else None
+        if not broker.trades(native):
+            if opened:
+                engine.unsupported(copy.group, copy.sub, broker, symbol, bracket_of)
+            return
         freed = ZERO
         spent = ZERO  # what the queued close will cost: fees and slippage
+        held, base = engine.close_basis(broker, copy.sub, native)
         if closed:
-            held = broker.position(copy.sub, native)
-            if held != 0 and (held > 0) == (fill.position_before > 0):
-                qty = closing_qty(abs(held), abs(fill.position_before), closed, inst)
-                if qty > 0:
-                    if qty == abs(held):
-                        freed = broker.position_margin(copy.sub, native)
-                    spent = broker.close_cost(native, qty)
-                    engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
-                        symbol=native, side=fill.side, qty=qty, reduce_only=True,
-                        client_id=engine.key(fill.id, copy.sub, "close")))
+            qty = proportional_close(held, base, engine.leader_base(fill), closed,
+                                     closed >= abs(fill.position_before), inst)
+            if qty > 0:
+                if qty == abs(held):
+                    freed = broker.position_margin(copy.sub, native)
+                spent = broker.close_cost(native, qty)
+                engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
+                    symbol=native, side=fill.side, qty=qty, reduce_only=True,
+                    client_id=engine.key(fill.id, copy.sub, "close")))
         if opened:
             leverage = fill.leverage or 1
             margin = order_margin(inst, opened, fill.price, leverage)
             usage = fund_usage(margin, fill.equity_before)
             self._open(copy, symbol, fill.side, usage, fill.leverage, fill.margin_mode,
-                       fill.id, freed, spent)
+                       fill.id, freed, spent, bracket_of)
 
     def _open(self, copy: Copy, symbol: str, side: Side, usage: Decimal,
               leverage: int | None, mode: MarginMode | None, event: str,
-              freed: Decimal, spent: Decimal = ZERO) -> None:
+              freed: Decimal, spent: Decimal = ZERO, bracket_of: str | None = None) -> None:
         """Size by fund usage at the leader's leverage, margin mode and side (SPEC 5).
 
         In a reversal the close is still queued: `freed` is the margin it will free
@@ -240,12 +249,13 @@ class SmartSync:
         if qty < inst.min_qty:
             qty = inst.min_qty
         if order_margin(inst, qty, price, lev) > available:
-            engine._fail(copy.group, copy.account, symbol, RejectReason.INSUFFICIENT_MARGIN,
-                         f"the copy has {max(available, ZERO).normalize():f} available, less "
-                         f"than the margin of {qty} {symbol}")
+            engine._fail_copy(copy.group, copy.sub, symbol, RejectReason.INSUFFICIENT_MARGIN,
+                              f"the copy has {max(available, ZERO).normalize():f} available, "
+                              f"less than the margin of {qty} {symbol}", bracket_of)
             return
         engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
-            symbol=native, side=side, qty=qty, client_id=engine.key(event, copy.sub, "open")))
+            symbol=native, side=side, qty=qty, client_id=engine.key(event, copy.sub, "open")),
+            bracket_of=bracket_of)
 
     def _sync_setting(self, copy: Copy, broker: Broker, native: str, leverage: int,
                       mode: MarginMode | None) -> int:

@@ -77,8 +77,13 @@ class EngineState:
         self.copy_group[order_id] = group
         self._log("copy", (order_id, group))
 
-    def mark_bracketed(self, leader_order: str, follower: str, order_id: str) -> None:
-        self.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(order_id)
+    def mark_bracketed(self, leader_order: str, follower: str, order_id: str | None) -> None:
+        """The follower's copy of a bracketed leader entry: its order, or (None) a copy
+        that failed. Either way the leader's exits of that entry are not copied to it
+        again (SPEC 8: a bracket leg belongs to its entry)."""
+        ids = self.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
+        if order_id is not None:
+            ids.append(order_id)
         self._log("bracketed", (leader_order, follower, order_id))
 
     def add_failure(self, failure: Failure) -> None:

@@ -60,7 +60,8 @@ def load_demo(path: Path = DEFAULT_DEMO) -> Scenario:
 def default_leaders(world: World) -> list[tuple[str, str]]:
     """Each group's leader with the contracts its followers' settings name; failing
     that, the contracts it holds; failing that, a priced contract no other leader
-    trades yet (the smallest of its family)."""
+    trades yet (the smallest of its family). Only contracts of the markets the
+    leader's broker trades (SPEC 9)."""
     engine = world.engine
     leaders: list[tuple[str, str]] = []
     taken: set[str] = set()
@@ -68,7 +69,8 @@ def default_leaders(world: World) -> list[tuple[str, str]]:
     for group in engine.state.groups.groups.values():
         if group.leader is None:
             continue
-        symbols = sorted({symbol for (_follower, symbol) in group.settings})
+        symbols = [s for s in sorted({symbol for (_follower, symbol) in group.settings})
+                   if _trades(world, group.leader, s)]
         if not symbols:
             symbols = _held_symbols(engine, group.leader)
         if not symbols:
@@ -78,11 +80,17 @@ def default_leaders(world: World) -> list[tuple[str, str]]:
             leaders.append((group.leader, symbol))
             taken.add(world.catalog.get(symbol).family)
     families = sorted(world.prices.families())
-    spare = [f for f in families if f not in taken] or families
     for index, leader in enumerate(pending):
+        mine = [f for f in families if _trades(world, leader, _smallest(world, f).symbol)]
+        spare = [f for f in mine if f not in taken] or mine
         if spare:
             leaders.append((leader, _smallest(world, spare[index % len(spare)]).symbol))
     return leaders
+
+
+def _trades(world: World, account: str, symbol: str) -> bool:
+    broker = world.engine.broker_of(account)
+    return broker.trades(broker.symbols.native(symbol))
 
 
 def _held_symbols(engine: Engine, account: str) -> list[str]:

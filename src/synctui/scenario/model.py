@@ -54,12 +54,19 @@ class InstrumentSpec(_Model):
     max_leverage: int | None = Field(default=None, ge=1)
     maintenance_margin_rate: Decimal | None = Field(
         default=None, ge=0, lt=1, validation_alias=AliasChoices("maintenance_margin_rate", "mmr"))
+    market: Literal["futures", "perps"] | None = None  # SPEC 9: another way to say the kind
+
+
+MarketName = Literal["futures", "perps"]
+MARKETS: tuple[MarketName, ...] = ("futures", "perps")
 
 
 class BrokerSpec(_Model):
     fee_per_contract: Money = Field(default=Decimal(0), ge=0)
     slippage_ticks: Money = Field(default=Decimal(0), ge=0)
     naming: Literal["plain", "tradovate", "projectx"] = "plain"
+    markets: list[MarketName] = Field(default_factory=lambda: list(MARKETS),
+                                      min_length=1)  # SPEC 9: what it trades
 
 
 class RiskSpec(_Model):

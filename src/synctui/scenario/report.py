@@ -128,4 +128,6 @@ def report(world: Replay) -> dict[str, Any]:
         "errors": list(world.errors),
         "prices": {family: number(price)
                    for family, price in world.world.prices.families().items()},
+        "brokers": {name: {"connected": True, "markets": sorted(broker.markets)}
+                    for name, broker in world.world.brokers.items()},
     }

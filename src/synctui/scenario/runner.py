@@ -18,7 +18,7 @@ from synctui.brokers.sim import BrokerSettings, SimBroker
 from synctui.domain.clock import Clock, SteppingClock
 from synctui.domain.copies import OnStop
 from synctui.domain.errors import Refused
-from synctui.domain.instruments import ONE, Catalog, Instrument, Kind
+from synctui.domain.instruments import ONE, Catalog, Instrument, Kind, Market
 from synctui.domain.orders import MarginMode, OrderType, Side
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits
@@ -47,6 +47,8 @@ class Replay:
 def _instrument(spec: m.InstrumentSpec, index: int) -> Instrument:
     where = f"instruments[{index}]"
     kind = spec.kind
+    if kind is None and spec.market is not None:
+        kind = "future" if spec.market == "futures" else "perp"
     if kind is None:
         kind = "future" if spec.margin_per_contract is not None else "perp"
     if kind == "future":
@@ -85,7 +87,8 @@ def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
     brokers: dict[str, Broker] = {
         name: SimBroker(
             name, catalog, prices,
-            BrokerSettings(spec.fee_per_contract, spec.slippage_ticks, NamingScheme(spec.naming)),
+            BrokerSettings(spec.fee_per_contract, spec.slippage_ticks, NamingScheme(spec.naming),
+                           frozenset(Market(m) for m in spec.markets)),
             clock,
         )
         for name, spec in scenario.brokers.items()

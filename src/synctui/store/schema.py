@@ -85,6 +85,17 @@ MIGRATIONS: tuple[str, ...] = (
         pending_leverage TEXT NOT NULL, PRIMARY KEY (grp, account));
     INSERT INTO meta VALUES ('next_copy', '1');
     """,
+    # version 3: the markets a broker trades (SPEC 9); a bracketed copy that failed
+    # (no order id) is remembered, so its entry's exits are not copied either (SPEC 8)
+    """
+    ALTER TABLE brokers ADD COLUMN markets TEXT NOT NULL DEFAULT 'futures,perps';
+    CREATE TABLE bracketed_v3 (
+        leader_order TEXT NOT NULL, follower TEXT NOT NULL, order_id TEXT);
+    INSERT INTO bracketed_v3 SELECT leader_order, follower, order_id FROM bracketed;
+    DROP TABLE bracketed;
+    ALTER TABLE bracketed_v3 RENAME TO bracketed;
+    CREATE INDEX bracketed_leader ON bracketed (leader_order);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,7 @@ from synctui.domain.clock import Clock
 from synctui.domain.copies import Copy, CopyStatus, OnStop
 from synctui.domain.errors import RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupBook, GroupStatus, PauseReason
-from synctui.domain.instruments import Catalog, Instrument, Kind
+from synctui.domain.instruments import Catalog, Instrument, Kind, Market
 from synctui.domain.orders import MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits, RiskState
@@ -185,8 +185,9 @@ class Store:
                 raise StoreError(f"broker {name!r} cannot be stored")
             settings = broker.settings
             rows.append((name, str(settings.fee_per_contract), str(settings.slippage_ticks),
-                         settings.naming.value, *broker.counters()))
-        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?)", rows)
+                         settings.naming.value, *broker.counters(),
+                         ",".join(sorted(settings.markets))))
+        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _prices(self, world: World, batch: _Batch, everything: bool) -> None:
         families = world.prices.families() if everything else world.prices.take_changed()
@@ -334,10 +335,11 @@ class Store:
         brokers: dict[str, Broker] = {}
         sims: dict[str, SimBroker] = {}
         counters: dict[str, tuple[int, int]] = {}
-        for name, fee, slip, naming, next_order, next_fill in await self._rows(
+        for name, fee, slip, naming, next_order, next_fill, markets in await self._rows(
                 "SELECT * FROM brokers"):
             sims[name] = SimBroker(name, catalog, prices, BrokerSettings(
-                Decimal(fee), Decimal(slip), NamingScheme(naming)), clock)
+                Decimal(fee), Decimal(slip), NamingScheme(naming),
+                frozenset(Market(m) for m in markets.split(","))), clock)
             brokers[name] = sims[name]
             counters[name] = (int(next_order), int(next_fill))
         state = EngineState()
@@ -384,11 +386,14 @@ class Store:
             ids = state.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
+        # a bracketed entry still working, or whose exits still work
         for leader_order, follower, order_id in await self._rows(
                 "SELECT * FROM bracketed WHERE leader_order IN (SELECT parent_id FROM orders "
-                "WHERE status = 'working' AND parent_id IS NOT NULL) ORDER BY rowid"):
-            state.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(
-                order_id)
+                "WHERE status = 'working' AND parent_id IS NOT NULL) OR leader_order IN "
+                "(SELECT id FROM orders WHERE status = 'working') ORDER BY rowid"):
+            ids = state.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
+            if order_id is not None:
+                ids.append(order_id)
         for order_id, grp in await self._rows(
                 "SELECT c.* FROM copy_orders c JOIN orders o ON o.id = c.order_id "
                 "WHERE o.status = 'working'"):
