@@ -56,6 +56,7 @@ from synctui.domain.orders import (
 )
 from synctui.domain.position import split_fill
 from synctui.domain.prices import PriceBook
+from synctui.domain.reconcile import Drift, drifts_of, expectations
 from synctui.domain.risk import RiskLimits
 from synctui.domain.sizing import opening_qty, proportional_close
 from synctui.engine.events import (
@@ -471,6 +472,78 @@ class Engine:
                                   f"of {follower!r} does not trade {target}")
             self.state.groups.set_cross(group, follower, symbol, to, self.catalog, holds)
             self.state.touch("groups")
+
+    # --- reconciliation (SPEC 9) ---------------------------------------------------------
+
+    def _positions(self, account: str) -> dict[str, Decimal]:
+        """An account's signed positions by catalog symbol."""
+        broker = self.broker_of(account)
+        return {broker.symbols.catalog(p.symbol): p.qty for p in broker.view(account).positions}
+
+    def out_of_sync(self, group: str | None = None) -> list[Drift]:
+        """Every synced ratio follower of an active group with a leader that does not hold
+        ratio x the leader's position (through its cross), in group, follower and
+        catalog order."""
+        found: list[Drift] = []
+        for g in self.state.groups.groups.values():
+            if (group is not None and g.name != group) or g.leader is None \
+                    or g.status is not GroupStatus.ACTIVE:
+                continue
+            leader = self._positions(g.leader)
+            for follower in g.followers:
+                found.extend(drifts_of(g, follower, leader, self._positions(follower),
+                                       self.catalog))
+        return found
+
+    def resync(self, group: str, follower: str, symbol: str) -> None:
+        """Send the market orders that bring a follower to its expected position in a
+        contract: a close of the wrong side first, then the open (each may fail on its
+        own); no brackets. Refused unless the follower is a synced ratio follower of an
+        active group; a no-op when it is in sync."""
+        g = self.state.groups.get(group)
+        self.catalog.get(symbol)
+        if follower not in g.followers:
+            kind = "a Smart Sync copy" if follower in g.copies else "not a ratio follower"
+            raise Refused(f"{follower!r} is {kind} of group {group!r}: only ratio followers "
+                          "are resynced")
+        if g.status is not GroupStatus.ACTIVE or g.leader is None:
+            raise Refused(f"group {group!r} is not active: resync copies nothing")
+        setting = g.setting(follower, symbol)
+        if not setting.sync:
+            raise Refused(f"{follower!r} is not synced for {symbol}: turn sync on to resync")
+        traded = setting.cross or symbol
+        held = self._positions(follower)
+        wanted = expectations(g, follower, self._positions(g.leader), held, self.catalog)
+        expected = wanted.get(traded, (symbol, Decimal(0)))[1]
+        actual = held.get(traded, Decimal(0))
+        if expected == actual:
+            return
+        broker = self.broker_of(follower)
+        native = self._native(broker, traded)
+        with self._command():
+            self.state.resyncs += 1
+            self.state.touch("resync")
+            tag = f"resync-{self.state.resyncs}"
+            if not broker.trades(native):
+                self.unsupported(group, follower, broker, traded)
+                return
+            opening = expected
+            if actual != 0 and (expected == 0 or (expected > 0) != (actual > 0)):
+                self._send(g, follower, traded, OrderRequest(
+                    symbol=native, side=Side.closing(actual), qty=abs(actual),
+                    reduce_only=True, client_id=copy_key(tag, follower, traded, "close")))
+            elif actual != 0:
+                if abs(expected) < abs(actual):
+                    self._send(g, follower, traded, OrderRequest(
+                        symbol=native, side=Side.closing(actual),
+                        qty=abs(actual) - abs(expected), reduce_only=True,
+                        client_id=copy_key(tag, follower, traded, "close")))
+                    return
+                opening = expected - actual
+            if opening != 0:
+                self._send(g, follower, traded, OrderRequest(
+                    symbol=native, side=Side.BUY if opening > 0 else Side.SELL,
+                    qty=abs(opening), client_id=copy_key(tag, follower, traded, "open")))
 
     # --- Smart Sync (SPEC 5) -------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class EngineState:
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
     subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
     next_copy: int = 1
+    resyncs: int = 0  # resyncs sent so far: each one's client ids are its own
     # (group, follower, traded symbol) -> did its latest copy go through? A UI hint only.
     last_result: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     # Changes since the store last took them, in order, when a store listens.

@@ -271,11 +271,18 @@ class ResetBreachStep(_Step):
     account: str
 
 
+class ResyncStep(_Step):
+    op: Literal["resync"]
+    group: str
+    follower: str
+    symbol: str
+
+
 Step = Annotated[
     PriceStep | OrderStep | ModifyStep | CancelStep | SetLeverageStep | AdjustMarginStep
     | CreateGroupStep | SetLeaderStep | RemoveLeaderStep | FollowersStep | GroupStep
     | RatioStep | SyncStep | CrossStep | FollowStep | SetInvestmentStep | UnfollowStep
-    | FlattenPositionStep | BareStep | ResetBreachStep,
+    | FlattenPositionStep | BareStep | ResetBreachStep | ResyncStep,
     Field(discriminator="op"),
 ]
 
@@ -289,7 +296,7 @@ STEP_MODELS: dict[str, type[_Step]] = {
     "sync": SyncStep, "cross": CrossStep, "follow": FollowStep,
     "set_investment": SetInvestmentStep, "unfollow": UnfollowStep,
     "flatten_position": FlattenPositionStep, "emergency_stop": BareStep, "restart": BareStep,
-    "reset_breach": ResetBreachStep,
+    "reset_breach": ResetBreachStep, "resync": ResyncStep,
 }
 
 _STEP = TypeAdapter[Step](Step)

@@ -128,6 +128,10 @@ def report(world: Replay) -> dict[str, Any]:
         "errors": list(world.errors),
         "prices": {family: number(price)
                    for family, price in world.world.prices.families().items()},
+        "out_of_sync": [
+            {"group": d.group, "account": d.account, "symbol": d.symbol,
+             "expected": number(d.expected), "actual": number(d.actual)}
+            for d in engine.out_of_sync()],
         "brokers": {name: {"connected": True, "markets": sorted(broker.markets)}
                     for name, broker in world.world.brokers.items()},
     }

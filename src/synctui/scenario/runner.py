@@ -184,6 +184,8 @@ def apply_step(world: Replay, step: m.Step) -> None:
         engine.set_investment(step.group, step.account, step.investment)
     elif isinstance(step, m.UnfollowStep):
         engine.unfollow(step.group, step.account)
+    elif isinstance(step, m.ResyncStep):
+        engine.resync(step.group, step.follower, step.symbol)
     elif isinstance(step, m.BareStep) and step.op == "emergency_stop":
         engine.emergency_stop()
     else:  # pragma: no cover - every op is handled above

@@ -254,6 +254,9 @@ class Store:
             self._groups(world.engine.state.groups, batch)
         if any(kind == "copies" for kind, _ in journal):
             self._copies(world.engine.state, batch)
+        if any(kind == "resync" for kind, _ in journal):
+            batch.add("INSERT OR REPLACE INTO meta VALUES ('resyncs', ?)",
+                      [(str(world.engine.state.resyncs),)])
         for kind, data in journal:
             if kind == "mirror":
                 batch.add("INSERT INTO mirrors VALUES (?, ?, ?)", [data])
@@ -351,6 +354,8 @@ class Store:
                 pending_leverage={k: int(v) for k, v in json.loads(r[9]).items()}))
         for (value,) in await self._rows("SELECT value FROM meta WHERE key = 'next_copy'"):
             state.next_copy = int(value)
+        for (value,) in await self._rows("SELECT value FROM meta WHERE key = 'resyncs'"):
+            state.resyncs = int(value)
         accounts: dict[str, SimAccount] = {}
         by_broker: dict[str, list[SimAccount]] = {name: [] for name in sims}
         for r in await self._rows("SELECT * FROM accounts ORDER BY seq, id"):
