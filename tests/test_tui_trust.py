@@ -272,11 +272,13 @@ def demo_app(db: Path) -> SyncApp:
 
 async def test_quit_while_a_tick_is_committing_quits_and_keeps_every_change(
         tmp_path: Path) -> None:
-    """A slow disk: the tick's COMMIT is still on its way when q is pressed. As with
-    aiosqlite, the COMMIT lands even if the coroutine awaiting it is cancelled."""
+    """A slow disk: a tick's COMMIT is on its way to the database thread when q is
+    pressed, and lands only once the desk starts closing. As with aiosqlite, the COMMIT
+    lands even when the coroutine awaiting it is cancelled."""
     db = tmp_path / "desk.db"
     app = demo_app(db)
-    in_commit = asyncio.Event()
+    in_commit, disk_done = asyncio.Event(), asyncio.Event()
+    commits: list[str] = []
     memory: dict[str, Any] = {}
 
     async def act(pilot: Pilot[None]) -> None:
@@ -287,10 +289,12 @@ async def test_quit_while_a_tick_is_committing_quits_and_keeps_every_change(
         async def slow_commit() -> Any:
             in_commit.set()
             try:
-                await asyncio.sleep(0.5)  # the disk is slow
+                await disk_done.wait()
             except asyncio.CancelledError:
-                await real("COMMIT")  # the worker thread commits regardless
+                commits.append("cancelled")
+                await real("COMMIT")  # the database thread commits regardless
                 raise
+            commits.append("committed")
             return await real("COMMIT")
 
         def execute(sql: str, *args: Any) -> Any:
@@ -299,17 +303,18 @@ async def test_quit_while_a_tick_is_committing_quits_and_keeps_every_change(
             return real(sql, *args)
 
         connection.execute = execute  # type: ignore[method-assign]
-        await asyncio.wait_for(in_commit.wait(), QUIT_WITHIN)
-        # An engine event from this tick would repaint the screen: none is needed.
+        await asyncio.wait_for(in_commit.wait(), QUIT_WITHIN)  # then q is pressed
 
     original_close = app.desk.close
 
     async def close() -> None:
+        disk_done.set()
         await original_close()
         memory.update(report(Replay(app.desk.world)))
 
     app.desk.close = close  # type: ignore[method-assign]
     await run_until_quit(app, act)
+    assert commits == ["committed"]  # the tick's commit was never cut short
     assert memory, "the desk was never closed"
     assert await stored_report(db) == memory
 
