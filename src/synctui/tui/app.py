@@ -139,7 +139,8 @@ class SyncApp(App[None]):
             words = REASON_TEXT.get(f.reason, f.reason)
             text = f"{f.account} {f.symbol}: {words} [{f.reason}]"
             self.activity.add(Entry(f.at, f.group, "failure", text))
-            self.notify(f"{f.group}: {text}", title="Copy failed", severity="error")
+            self.notify(f"{f.group}: {text}", title="Copy failed", severity="error",
+                        markup=False)
         elif isinstance(event, GroupChanged):
             reason = f": {REASON_WORDS[event.reason]}" if event.reason else ""
             text = f"{event.status.replace('_', ' ')}{reason}"
@@ -149,11 +150,11 @@ class SyncApp(App[None]):
             if event.previous is not None:
                 self.notify(f"{event.group} is now {text}", title="Group status",
                             severity="warning" if event.status is not GroupStatus.ACTIVE
-                            else "information")
+                            else "information", markup=False)
         elif isinstance(event, AccountBreachedEvent):
             text = f"{event.account} breached its {event.rule.replace('_', ' ')}"
             self.activity.add(Entry(now, None, "breach", text))
-            self.notify(text, title="Breach", severity="error")
+            self.notify(text, title="Breach", severity="error", markup=False)
         elif isinstance(event, CopyChanged):
             self.activity.add(Entry(now, event.group, "smart",
                                     f"Smart Sync copy of {event.account}: {event.what}"))

@@ -42,6 +42,8 @@ class Desk:
         # Steps of the scenario built into a new database that were refused, as replay
         # lists them ({"step": index, "message": ...}); shown by the app at start.
         self.refusals: list[dict[str, Any]] = []
+        self._closing = False  # close() has begun: no tick starts any more
+        self._ticks: set[asyncio.Task[list[str]]] = set()  # in flight, held until done
 
     @property
     def engine(self) -> Engine:
@@ -102,16 +104,35 @@ class Desk:
             self.session.store.note("user", "command", what)
 
     async def tick(self) -> list[str]:
-        if self.driver is None:
+        """One demo market step, saved. The step runs in a task of its own, shielded:
+        when the caller is cancelled mid-commit (the app's timer, stopped at quit) it
+        returns at once and the step finishes; close() waits for it. A cancellation
+        must never reach the store's transaction: a COMMIT already on its way to the
+        database thread still lands, the ROLLBACK that follows fails, and that error
+        replaces the cancellation, so the timer that was being stopped runs on and
+        quit waits for it forever."""
+        if self.driver is None or self._closing:
             return []
+        step = asyncio.ensure_future(self._step())
+        self._ticks.add(step)
+        step.add_done_callback(self._ticks.discard)
+        return await asyncio.shield(step)
+
+    async def _step(self) -> list[str]:
         async with self._lock:
+            if self.driver is None or self._closing:
+                return []
             lines = list(self.driver.tick())
             if self.session is not None:
                 await self.session.settle()
         return lines
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.settle()
-            await self.session.store.close()
-            self.session = None
+        """No tick starts from now on; one in flight finishes first (it holds the
+        lock), then the last changes are saved and the store is closed."""
+        self._closing = True
+        async with self._lock:
+            if self.session is not None:
+                await self.session.settle()
+                await self.session.store.close()
+                self.session = None

@@ -26,6 +26,7 @@ from synctui.engine.views import AccountRow, account_rows
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money
+from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
     from synctui.tui.app import SyncApp
@@ -75,7 +76,7 @@ def status(row: AccountRow) -> Text:
 
 RENDER: dict[str, Callable[[AccountRow], Any]] = {
     "account": lambda r: Text(r.account, style="bold red" if r.breached else ""),
-    "broker": lambda r: r.broker,
+    "broker": lambda r: literal(r.broker),
     "balance": lambda r: amount(r.balance),
     "equity": lambda r: amount(r.equity),
     "available": lambda r: amount(r.available),
@@ -188,10 +189,10 @@ class AccountsScreen(Screen[None]):
     async def _run(self, command: Callable[[Engine], object], done: str) -> bool:
         error = await self.sync_app.desk.run(command, done)
         if error is not None:
-            self.notify(error, title="Refused", severity="error")
+            self.notify(error, title="Refused", severity="error", markup=False)
         else:
             self.sync_app.log_action(None, done)
-            self.notify(done, title="Done")
+            self.notify(done, title="Done", markup=False)
         self.refresh_rows()
         return error is None
 
@@ -199,7 +200,7 @@ class AccountsScreen(Screen[None]):
         table = self.query_one(AccountTable)
         account = table.current_account
         if account is None:
-            self.notify("Select an account first.", severity="warning")
+            self.notify("Select an account first.", severity="warning", markup=False)
             return
         row = table.row_of(account)
         done = f"reset the breach of {account}"

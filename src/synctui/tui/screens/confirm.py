@@ -8,8 +8,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from synctui.tui.widgets.text import literal
+
 
 class ConfirmModal(ModalScreen[bool]):
+    """Its title and consequence name accounts and groups: shown literally."""
+
     BINDINGS = [
         Binding("escape,n", "answer(False)", "Cancel"),
         Binding("y", "answer(True)", "Confirm"),
@@ -23,8 +27,8 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm", classes="modal"):
-            yield Label(self._title, classes="modal-title")
-            yield Static(self._consequence, id="consequence")
+            yield Label(literal(self._title), classes="modal-title")
+            yield Static(literal(self._consequence), id="consequence")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel (n)", id="cancel")
                 yield Button(f"{self._confirm} (y)", id="ok", variant="error")

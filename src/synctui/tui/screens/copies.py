@@ -40,6 +40,7 @@ from synctui.engine.views import (
 from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money, price, qty
+from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
     pass
@@ -69,7 +70,7 @@ def _show_validation(input_: Input, error: Static) -> bool:
     """Validate `input_` now, show the rule it breaks under it; True when valid."""
     result = input_.validate(input_.value)
     problems = result.failure_descriptions if result is not None else []
-    error.update(" ".join(problems))
+    error.update(literal(" ".join(problems)))
     error.display = bool(problems)
     return not problems
 
@@ -103,9 +104,9 @@ class FormModal(ModalScreen[bool]):
         error = await app.desk.run(command, what)
         refusal = self.query_one("#refusal", Static)
         if error is not None:
-            refusal.update(f"Refused: {error}")
+            refusal.update(literal(f"Refused: {error}"))
             refusal.display = True
-            self.notify(error, title="Refused", severity="error")
+            self.notify(error, title="Refused", severity="error", markup=False)
             return False
         app.log_action(None, what)
         self.dismiss(True)
@@ -128,9 +129,10 @@ class CopyDialog(FormModal):
             with Horizontal(classes="form-row"):
                 with Vertical():
                     yield Label("Group (its leader)", classes="field-label")
-                    yield Select([(f"{g.name} (leader {g.leader}, "
-                                   f"{g.status.value.replace('_', ' ')})", g.name)
-                                  for g in groups], value=chosen or Select.BLANK,
+                    yield Select([(literal(f"{g.name} (leader {g.leader}, "
+                                           f"{g.status.value.replace('_', ' ')})"), g.name)
+                                  for g in groups],
+                                 value=chosen if chosen is not None else Select.NULL,
                                  allow_blank=chosen is None, id="group")
                 with Vertical():
                     yield Label("Account", classes="field-label")
@@ -195,8 +197,8 @@ class CopyDialog(FormModal):
         select = self.query_one("#account", Select)
         previous = self.account
         select.set_options([
-            (f"{a.account} ({a.broker}, {_amount(a.available)} available"
-             f"{', copies it already' if a.copies_already else ''})", a.account)
+            (literal(f"{a.account} ({a.broker}, {_amount(a.available)} available"
+                     f"{', copies it already' if a.copies_already else ''})"), a.account)
             for a in accounts])
         if previous in {a.account for a in accounts}:
             select.value = previous
@@ -205,13 +207,14 @@ class CopyDialog(FormModal):
         if leader is None:
             positions.update("No leader.")
         elif not leader.holdings:
-            positions.update(f"{leader.account} holds no open positions: nothing to copy now.")
+            positions.update(literal(f"{leader.account} holds no open positions: nothing to "
+                                     "copy now."))
         else:
             lines = [f"{leader.account}'s open positions, copied at the current price "
                      "when checked:"]
             lines += [f"  \u2022 {h.symbol} {qty(h.qty)} @ {price(h.avg_price)}"
                       for h in leader.holdings]
-            positions.update("\n".join(lines))
+            positions.update(literal("\n".join(lines)))
         self._account_chosen()
 
     @on(Select.Changed, "#account")
@@ -224,8 +227,9 @@ class CopyDialog(FormModal):
             hint.update(f"Minimum {MIN_INVESTMENT}. Choose an account to see its funds.")
         else:
             _low, available = follow_investment_bounds(self.engine, self.account)
-            hint.update(f"Minimum {MIN_INVESTMENT}; {self.account} has {_amount(available)} "
-                        "available. It moves into the copy's own funds.")
+            hint.update(literal(f"Minimum {MIN_INVESTMENT}; {self.account} has "
+                                f"{_amount(available)} available. It moves into the copy's "
+                                "own funds."))
         investment = self.query_one("#investment", Input)
         if investment.value:
             _show_validation(investment, self.query_one("#investment-error", Static))
@@ -340,13 +344,13 @@ class InvestmentModal(_CopySettingModal):
         copy = self.engine.state.copies[(self.group, self.account)]
         low, high = investment_bounds(self.engine, self.group, self.account)
         with Vertical(classes="modal"):
-            yield Label(f"Investment of {self.account}'s copy of {self.group}",
+            yield Label(literal(f"Investment of {self.account}'s copy of {self.group}"),
                         classes="modal-title")
-            yield Static(
+            yield Static(literal(
                 f"Now {_amount(copy.investment)}. Between {_amount(low)} and {_amount(high)}: "
                 f"a raise comes from {self.account}'s available funds; a lowering never goes "
                 f"below {MIN_INVESTMENT} nor what the copy's margin uses, and returns to the "
-                "balance.", classes="hint")
+                "balance."), classes="hint")
             yield Input(value=f"{copy.investment.normalize():f}", id="amount",
                         validators=[Rule(self._problem)])
             yield Static(id="amount-error", classes="error")
@@ -374,7 +378,7 @@ class StopLossModal(_CopySettingModal):
     def compose(self) -> ComposeResult:
         copy = self.engine.state.copies[(self.group, self.account)]
         with Vertical(classes="modal"):
-            yield Label(f"Stop loss of {self.account}'s copy of {self.group}",
+            yield Label(literal(f"Stop loss of {self.account}'s copy of {self.group}"),
                         classes="modal-title")
             yield Static("The copy stops when its realized + unrealized PnL reaches minus "
                          "this amount. Empty: no stop loss.", classes="hint")
@@ -419,7 +423,7 @@ class CopyDetailScreen(Screen[None]):
         self.account = account
 
     def compose(self) -> ComposeResult:
-        yield Label(f"Copy of {self.group} by {self.account}", classes="section")
+        yield Label(literal(f"Copy of {self.group} by {self.account}"), classes="section")
         yield Static(id="copy-summary")
         yield Label("Positions", classes="section")
         yield DataTable(id="copy-positions", cursor_type="none", zebra_stripes=True)
@@ -457,7 +461,7 @@ class CopyDetailScreen(Screen[None]):
         positions.add_columns("Symbol", "Qty", "Avg price", "Leverage", "Mode", "Margin",
                               "Unrealized")
         for p in detail.positions:
-            positions.add_row(p.symbol, qty(p.qty), price(p.avg_price),
+            positions.add_row(literal(p.symbol), qty(p.qty), price(p.avg_price),
                               f"{p.leverage}x" if p.leverage else "-", p.margin_mode or "-",
                               _amount(p.margin), money(p.unrealized))
         if not detail.positions:
@@ -465,7 +469,8 @@ class CopyDetailScreen(Screen[None]):
         fills = self.query_one("#copy-fills", DataTable)
         fills.add_columns("Time", "Symbol", "Side", "Qty", "Price", "Realized", "Fee", "Cause")
         for f in reversed(detail.fills):
-            fills.add_row(f.at.strftime("%H:%M:%S"), f.symbol, f.side, qty(f.qty).lstrip("+"),
+            fills.add_row(f.at.strftime("%H:%M:%S"), literal(f.symbol), f.side,
+                          qty(f.qty).lstrip("+"),
                           price(f.price), money(f.realized), _amount(f.fee),
                           f.cause.replace("_", " "))
         if not detail.fills:
@@ -473,14 +478,14 @@ class CopyDetailScreen(Screen[None]):
         changes = self.query_one("#copy-investments", DataTable)
         changes.add_columns("Time", "Change", "Investment")
         for c in detail.investment_changes:
-            changes.add_row(c.at.strftime("%H:%M:%S"), c.what, _amount(c.investment))
+            changes.add_row(c.at.strftime("%H:%M:%S"), literal(c.what), _amount(c.investment))
         if not detail.investment_changes:
             changes.add_row("(none)", "", "")
         failures = self.query_one("#copy-failures", DataTable)
         failures.add_columns("Time", "Symbol", "Reason", "Message")
         for fail in detail.failures:
-            failures.add_row(fail.at.strftime("%H:%M:%S"), fail.symbol, fail.reason.value,
-                             fail.message)
+            failures.add_row(fail.at.strftime("%H:%M:%S"), literal(fail.symbol),
+                             fail.reason.value, literal(fail.message))
         if not detail.failures:
             failures.add_row("(none)", "", "", "")
 
@@ -493,7 +498,8 @@ COLUMNS = [("key", "Copy"), ("status", "Status"), ("investment", "Investment"),
 def _cells(row: CopyRow) -> dict[str, object]:
     stop = (f"{_amount(row.stop_loss)} ({row.on_stop.value})" if row.stop_loss is not None
             else "none")
-    return {"key": row.key, "status": row.status.value, "investment": _amount(row.investment),
+    return {"key": literal(row.key), "status": row.status.value,
+            "investment": _amount(row.investment),
             "equity": _amount(row.equity), "realized": money(row.realized),
             "unrealized": money(row.unrealized), "positions": str(row.positions), "stop": stop}
 
@@ -577,7 +583,7 @@ class CopiesScreen(Screen[None]):
     def selected(self) -> tuple[str, str] | None:
         table = self.query_one("#copies", DataTable)
         if table.row_count == 0:
-            self.notify("No copy yet: n makes one.", severity="warning")
+            self.notify("No copy yet: n makes one.", severity="warning", markup=False)
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         assert key is not None
@@ -605,7 +611,7 @@ class CopiesScreen(Screen[None]):
             return None
         copy = self.engine.state.copies[chosen]
         if copy.status is CopyStatus.ENDED:
-            self.notify(f"{copy.key} has ended: n follows again.", severity="warning")
+            self.notify(f"{copy.key} has ended: n follows again.", severity="warning", markup=False)
             return None
         return chosen
 
@@ -615,7 +621,7 @@ class CopiesScreen(Screen[None]):
             return
         if self.engine.state.copies[chosen].status is CopyStatus.STOPPED:
             self.notify("A stopped copy's investment cannot be changed: unfollow it.",
-                        severity="warning")
+                        severity="warning", markup=False)
             return
         self.app.push_screen(InvestmentModal(*chosen), self._after)
 
@@ -647,7 +653,7 @@ class CopiesScreen(Screen[None]):
             what = f"Smart Sync: {account} unfollows {group}"
             error = await app.desk.run(lambda e: e.unfollow(group, account), what)
             if error is not None:
-                self.notify(error, title="Refused", severity="error")
+                self.notify(error, title="Refused", severity="error", markup=False)
             else:
                 app.log_action(group, what)
             self.refresh_rows()

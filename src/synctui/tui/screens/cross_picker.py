@@ -9,6 +9,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from synctui.tui.widgets.text import literal
+
 REMOVE = "__remove__"
 
 
@@ -30,13 +32,14 @@ class CrossPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cross-picker", classes="modal"):
-            yield Label(f"Cross {self._leader_symbol} for {self._follower}",
+            yield Label(literal(f"Cross {self._leader_symbol} for {self._follower}"),
                         classes="modal-title")
             yield Label("Same family only. Enter picks, x removes the cross, Esc cancels.",
                         classes="hint")
-            options = [Option(f"{'● ' if s == (self._current or self._leader_symbol) else '  '}"
-                              f"{s:<8} {name}", id=s) for s, name in self._choices]
-            options.append(Option("  x  remove the cross", id=REMOVE))
+            chosen = self._current or self._leader_symbol
+            options = [Option(literal(f"{'● ' if s == chosen else '  '}{s:<8} {name}"), id=s)
+                       for s, name in self._choices]
+            options.append(Option(literal("  x  remove the cross"), id=REMOVE))
             yield OptionList(*options, id="cross-options")
 
     def on_mount(self) -> None:

@@ -29,6 +29,7 @@ from synctui.tui.widgets.follower_table import FollowerTable
 from synctui.tui.widgets.format import qty
 from synctui.tui.widgets.group_list import GroupList
 from synctui.tui.widgets.leader_panel import LeaderPanel
+from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
     from synctui.tui.app import SyncApp
@@ -143,7 +144,7 @@ class Dashboard(Screen[None]):
         history = self.sync_app.price_history.get(family)
         price = self.engine.prices.maybe(self.contract)
         label = f"{self.contract} {price.normalize():,f}" if price is not None else "no price"
-        self.query_one("#price-label", Static).update(label)
+        self.query_one("#price-label", Static).update(literal(label))
         chart = self.query_one(Sparkline)
         data = list(history) if history else []
         if chart.data != data:
@@ -158,7 +159,7 @@ class Dashboard(Screen[None]):
         self._log_shown = state
         self.query_one(LogPanel).show(log.filtered(scope, 30))
         title = f"Activity: {scope} (g: all groups)" if scope else "Activity: all groups (g)"
-        self.query_one("#log-title", Label).update(title)
+        self.query_one("#log-title", Label).update(literal(title))
 
     def _render_status(self) -> None:
         summaries = group_summaries(self.engine)
@@ -201,7 +202,7 @@ class Dashboard(Screen[None]):
     async def _run(self, command: Callable[[Engine], object], done: str | None = None) -> bool:
         error = await self.sync_app.desk.run(command, done or "")
         if error is not None:
-            self.notify(error, title="Refused", severity="error")
+            self.notify(error, title="Refused", severity="error", markup=False)
         elif done:
             self.sync_app.log_action(self.group_name, done)
         self.refresh_views()
@@ -211,7 +212,7 @@ class Dashboard(Screen[None]):
         group = self.current_group()
         follower = self.query_one(FollowerTable).current_follower
         if group is None or self.contract is None or follower is None:
-            self.notify("Select a follower first.", severity="warning")
+            self.notify("Select a follower first.", severity="warning", markup=False)
             return None
         return group, self.contract, follower
 

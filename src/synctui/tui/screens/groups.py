@@ -45,6 +45,7 @@ from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money
 from synctui.tui.widgets.group_list import BADGE
+from synctui.tui.widgets.text import choices, literal
 
 if TYPE_CHECKING:
     pass
@@ -87,7 +88,8 @@ class GroupsScreen(Screen[None]):
             status = Text(f" {badge} ", style=style)
             if row.reason:
                 status.append(f" {row.reason}", style="dim italic")
-            table.add_row(row.name, status, row.leader or Text("none", style="dim"),
+            table.add_row(literal(row.name), status,
+                          literal(row.leader) if row.leader else literal("none", "dim"),
                           str(row.followers), str(row.copies), money(row.today), key=row.name)
         if table.row_count:
             table.move_cursor(row=min(current, table.row_count - 1))
@@ -110,7 +112,7 @@ class GroupsScreen(Screen[None]):
         def created(name: str | None) -> None:
             self.refresh_rows()
             if name:
-                self.notify(f"Group {name} created", title="Groups")
+                self.notify(f"Group {name} created", title="Groups", markup=False)
 
         self.app.push_screen(NewGroupModal(), created)
 
@@ -158,9 +160,9 @@ class NewGroupModal(ModalScreen[str | None]):
                         validators=[GroupName(set(book.groups))])
             yield Label("", id="name-help", classes="hint")
             yield Label("Leader (optional: without one the group is Not Configured)")
-            yield Select([(a, a) for a in free], prompt="no leader", id="group-leader")
+            yield Select(choices(free), prompt="no leader", id="group-leader")
             yield Label("Followers")
-            yield SelectionList[str](*[(a, a) for a in free], id="group-followers")
+            yield SelectionList[str](*choices(free), id="group-followers")
             yield Static("", id="new-group-error", classes="error")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
@@ -173,8 +175,8 @@ class NewGroupModal(ModalScreen[str | None]):
     def _name_changed(self, event: Input.Changed) -> None:
         result = event.validation_result
         valid = result is not None and result.is_valid
-        self.query_one("#name-help", Label).update(
-            "" if valid or result is None else "; ".join(result.failure_descriptions))
+        self.query_one("#name-help", Label).update(literal(
+            "" if valid or result is None else "; ".join(result.failure_descriptions)))
         self.query_one("#create", Button).disabled = not valid
 
     @on(Button.Pressed, "#cancel")
@@ -184,8 +186,8 @@ class NewGroupModal(ModalScreen[str | None]):
     @on(Button.Pressed, "#create")
     async def _create(self) -> None:
         name = self.query_one("#group-name", Input).value
-        leader_value = self.query_one("#group-leader", Select).value
-        leader = None if leader_value is Select.BLANK else str(leader_value)
+        choice = self.query_one("#group-leader", Select)
+        leader = None if choice.is_blank() else str(choice.value)  # no leader: Not Configured
         followers = list(self.query_one("#group-followers", SelectionList).selected)
         error = await _app(self).desk.run(
             lambda e: e.create_group(name, leader, followers), f"create group {name}")
@@ -207,13 +209,13 @@ class AddFollowersModal(ModalScreen[list[str]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="add-followers", classes="modal"):
-            yield Label(f"Add followers to {self.group}", classes="modal-title")
+            yield Label(literal(f"Add followers to {self.group}"), classes="modal-title")
             if self.choices:
                 yield Label("Accounts with no role in another group.", classes="hint")
             else:
                 yield Label("No eligible account: each already holds a role in a group.",
                             classes="hint")
-            yield SelectionList[str](*[(a, a) for a in self.choices], id="follower-choices")
+            yield SelectionList[str](*choices(self.choices), id="follower-choices")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Add 0 Followers", id="add", variant="primary", disabled=True)
@@ -238,6 +240,9 @@ class AddFollowersModal(ModalScreen[list[str]]):
 
 
 class LeaderModal(ModalScreen[str | None]):
+    """Pick the leader to stage. Stage with no account chosen stages nothing and says
+    what to do instead: choose one, or Cancel (Remove leader is its own action)."""
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, group: str, choices: list[str]) -> None:
@@ -247,17 +252,22 @@ class LeaderModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="leader-picker", classes="modal"):
-            yield Label(f"Leader of {self.group}", classes="modal-title")
-            yield Select([(a, a) for a in self.choices], prompt="choose an account",
+            yield Label(literal(f"Leader of {self.group}"), classes="modal-title")
+            yield Select(choices(self.choices), prompt="choose an account",
                          id="leader-choice")
+            yield Label("", id="leader-help", classes="hint")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Stage", id="stage", variant="primary")
 
     @on(Button.Pressed, "#stage")
     def _stage(self) -> None:
-        value = self.query_one(Select).value
-        self.dismiss(None if value is Select.BLANK else str(value))
+        choice = self.query_one(Select)
+        if choice.is_blank():
+            self.query_one("#leader-help", Label).update(
+                "Choose an account first, or Cancel. Remove leader (L) removes the leader.")
+            return
+        self.dismiss(str(choice.value))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
@@ -283,7 +293,7 @@ class GroupSettingsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="group-settings"):
-            yield Label(f"Group {self.group_name}", classes="section")
+            yield Label(literal(f"Group {self.group_name}"), classes="section")
             yield Static(id="group-summary")
             with Horizontal(id="active-row"):
                 yield Label("Active ")
@@ -329,7 +339,7 @@ class GroupSettingsScreen(Screen[None]):
         table.clear()
         for follower in group.followers:
             state = "" if follower in saved.followers else "pending add"
-            table.add_row(follower, Text(state, style="yellow"), key=follower)
+            table.add_row(literal(follower), Text(state, style="yellow"), key=follower)
         for follower in saved.followers:
             if follower not in group.followers:
                 table.add_row(Text(follower, style="strike dim"),
@@ -402,7 +412,7 @@ class GroupSettingsScreen(Screen[None]):
 
     async def action_save(self) -> None:
         if not self.pending:
-            self.notify("Nothing to save.")
+            self.notify("Nothing to save.", markup=False)
             return
         edits = list(self.pending)
         error = await _app(self).desk.run(
@@ -416,7 +426,7 @@ class GroupSettingsScreen(Screen[None]):
         self.query_one("#settings-error", Static).update("")
         _app(self).log_action(self.group_name, "saved: " + "; ".join(
             edit.describe() for edit in edits))
-        self.notify(f"{self.group_name} saved", title="Groups")
+        self.notify(f"{self.group_name} saved", title="Groups", markup=False)
         self.show()
 
     def action_discard(self) -> None:

@@ -13,6 +13,7 @@ from textual.widgets import Footer, Label, Select
 
 from synctui.tui.screens.access import sync_app
 from synctui.tui.widgets.activity_log import LogPanel
+from synctui.tui.widgets.text import choices, literal
 
 if TYPE_CHECKING:
     from synctui.tui.app import SyncApp
@@ -34,7 +35,7 @@ class LogScreen(Screen[None]):
         assert isinstance(app, SyncApp)
         names = list(app.desk.engine.state.groups.groups)
         yield Label("Activity log, newest first", classes="section")
-        yield Select([("All groups", ALL), *[(n, n) for n in names]], value=ALL,
+        yield Select([(literal("All groups"), ALL), *choices(names)], value=ALL,
                      allow_blank=False, id="log-filter")
         with VerticalScroll():
             yield LogPanel(id="full-log")

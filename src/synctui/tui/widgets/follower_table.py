@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 
 from synctui.engine.views import FollowerRow, FollowerStatus
 from synctui.tui.widgets.format import money, price, qty
+from synctui.tui.widgets.text import literal
 
 # Columns whose content changes width get a fixed width, so a changed cell never
 # forces a relayout of a 500-row table; the others size to their first content.
@@ -47,8 +48,8 @@ STATUS_STYLE = {
 
 
 RENDER: dict[str, Callable[[FollowerRow], Any]] = {
-    "account": lambda r: r.account,
-    "broker": lambda r: r.broker,
+    "account": lambda r: literal(r.account),
+    "broker": lambda r: literal(r.broker),
     "sync": lambda r: Text("[x] on" if r.sync else "[ ] off",
                            style="bold green" if r.sync else "dim"),
     "minus": lambda r: Text("[-]", style="bold" if r.ratio > 1 else "dim"),

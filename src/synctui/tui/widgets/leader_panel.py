@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from synctui.engine.views import LeaderView
 from synctui.tui.widgets.format import money, price, qty
+from synctui.tui.widgets.text import literal
 
 CENTS = Decimal("0.01")
 
@@ -49,10 +50,10 @@ def render_leader(view: LeaderView | None) -> RichGroup | Text:
         working = ", ".join(
             f"{o.role or o.type} {o.side} {qty(o.qty).lstrip('+')} @ {price(o.price)}"
             for o in orders) or "-"
-        table.add_row(symbol, qty(holding.qty) if holding else "0",
+        table.add_row(literal(symbol), qty(holding.qty) if holding else "0",
                       price(holding.avg_price) if holding else "-",
                       money(holding.unrealized) if holding else Text("-", justify="right"),
-                      working)
+                      literal(working))
     if not symbols:
         return RichGroup(head, Text("Flat, no working orders.", style="dim"))
     return RichGroup(head, table)
