@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from synctui.domain.clock import SteppingClock
+from synctui.domain.orders import Side
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.report import report
 from synctui.scenario.runner import replay_in_memory, replay_with_store
@@ -373,3 +375,43 @@ def test_a_mirror_cancelled_at_the_follower_s_side_gets_the_fill_as_a_market_cop
         {"op": "price", "symbol": "MNQ", "price": 20950}]), tmp_path)
     assert result["accounts"]["f1"]["orders"] == []
     assert pos(result, "f1", "MNQ") == 2
+
+
+async def test_add_followers_and_the_copy_dialog_say_who_cannot_trade_the_group(
+        tmp_path: Path) -> None:
+    """Item 7 in the TUI: an account whose broker does not trade the group's contracts
+    is marked in Add Followers and in the Copy dialog's account list."""
+    from textual.widgets import Select, SelectionList
+
+    from synctui.scenario.runner import build_world
+    from synctui.tui.app import make_app
+    from synctui.tui.screens.copies import CopyDialog
+    from synctui.tui.screens.groups import AddFollowersModal, GroupSettingsScreen
+
+    desk = markets_desk([])
+    desk["accounts"].append({"id": "spare", "broker": "bybit", "balance": 5000})
+    world = build_world(parse_scenario(json.dumps(desk)), SteppingClock())
+    world.engine.place_order("flead", "MNQ", Side.BUY, qty=Decimal(1))
+    app = make_app(world=world, demo=False, tick_seconds=None)
+    async with app.run_test(size=(150, 42)) as pilot:
+        app.push_screen(GroupSettingsScreen("F"))
+        await pilot.pause()
+        await pilot.press("a")
+        await pilot.pause()
+        modal = app.screen
+        assert isinstance(modal, AddFollowersModal)
+        prompts = {str(o.prompt) for o in modal.query_one(SelectionList)._options}
+        assert "spare  (cannot trade MNQ)" in prompts and "fut2" in prompts
+        await pilot.press("escape")
+        await pilot.pause()
+        app.push_screen(CopyDialog())
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, CopyDialog)
+        dialog.query_one("#group", Select).value = "F"
+        await pilot.pause()
+        labels = [str(label) for label, _value in
+                  dialog.query_one("#account", Select)._options]
+        assert any(lb.startswith("spare (bybit") and "cannot trade MNQ" in lb
+                   for lb in labels), labels
+        assert not any(lb.startswith("fut2") and "cannot" in lb for lb in labels), labels

@@ -52,6 +52,33 @@ def free_accounts(engine: Engine, group: Group) -> list[str]:
     return free
 
 
+def group_contracts(engine: Engine, group: Group) -> list[str]:
+    """The contracts a group copies: those its followers' settings name and those its
+    leader holds or works, in catalog order."""
+    named = {symbol for (_follower, symbol) in group.settings}
+    if group.leader is not None:
+        broker = engine.broker_of(group.leader)
+        view = broker.view(group.leader)
+        named.update(broker.symbols.catalog(p.symbol) for p in view.positions)
+        named.update(broker.symbols.catalog(o.symbol) for o in view.orders)
+    return [inst.symbol for inst in engine.catalog if inst.symbol in named]
+
+
+def cannot_trade(engine: Engine, group: Group, account: str) -> str | None:
+    """What of the group the account's broker cannot trade, in words (SPEC 9: its copies
+    of those would fail `unsupported_instrument`); None when it can trade it all. With
+    no contract known yet, the markets the leader's broker trades and its own does not."""
+    broker = engine.broker_of(account)
+    missing = [s for s in group_contracts(engine, group)
+               if not broker.trades(broker.symbols.native(s))]
+    if missing:
+        return "cannot trade " + ", ".join(missing)
+    if group.leader is None or group_contracts(engine, group):
+        return None
+    markets = sorted(engine.broker_of(group.leader).markets - broker.markets)
+    return "cannot trade " + " or ".join(markets) if markets else None
+
+
 def describe_status(group: Group) -> str:
     words = {GroupStatus.ACTIVE: "Active", GroupStatus.PAUSED: "Paused",
              GroupStatus.NOT_CONFIGURED: "Not Configured"}[group.status]

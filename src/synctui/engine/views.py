@@ -17,6 +17,7 @@ from synctui.domain.groups import Group, GroupStatus, PauseReason
 from synctui.domain.instruments import LIMIT
 from synctui.engine.engine import Engine
 from synctui.engine.events import AccountFilled, CopyChanged, EngineEvent, Failure
+from synctui.engine.group_views import cannot_trade
 
 ZERO = Decimal(0)
 
@@ -355,6 +356,7 @@ class FollowAccount:
     broker: str
     available: Decimal
     copies_already: bool  # an active or stopped copy of this group: a follow is refused
+    cannot_trade: str | None = None  # what of the group its broker cannot trade (SPEC 9)
 
 
 def copy_groups(engine: Engine) -> list[Group]:
@@ -373,7 +375,8 @@ def follow_accounts(engine: Engine, group: Group) -> list[FollowAccount]:
         existing = engine.state.copies.get((group.name, account))
         found.append(FollowAccount(account, broker.name, broker.available(account),
                                    existing is not None
-                                   and existing.status is not CopyStatus.ENDED))
+                                   and existing.status is not CopyStatus.ENDED,
+                                   cannot_trade(engine, group, account)))
     return found
 
 

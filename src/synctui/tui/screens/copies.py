@@ -198,7 +198,8 @@ class CopyDialog(FormModal):
         previous = self.account
         select.set_options([
             (literal(f"{a.account} ({a.broker}, {_amount(a.available)} available"
-                     f"{', copies it already' if a.copies_already else ''})"), a.account)
+                     f"{', copies it already' if a.copies_already else ''}"
+                     f"{', ' + a.cannot_trade if a.cannot_trade else ''})"), a.account)
             for a in accounts])
         if previous in {a.account for a in accounts}:
             select.value = previous

@@ -40,7 +40,12 @@ from synctui.domain.groups import (
     SetActive,
     SetLeader,
 )
-from synctui.engine.group_views import describe_status, free_accounts, group_rows
+from synctui.engine.group_views import (
+    cannot_trade,
+    describe_status,
+    free_accounts,
+    group_rows,
+)
 from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.format import money
@@ -202,10 +207,12 @@ class AddFollowersModal(ModalScreen[list[str]]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, group: str, choices: list[str]) -> None:
+    def __init__(self, group: str, choices: list[str],
+                 notes: dict[str, str] | None = None) -> None:
         super().__init__()
         self.group = group
         self.choices = choices
+        self.notes = notes or {}  # account -> what of the group its broker cannot trade
 
     def compose(self) -> ComposeResult:
         with Vertical(id="add-followers", classes="modal"):
@@ -215,7 +222,9 @@ class AddFollowersModal(ModalScreen[list[str]]):
             else:
                 yield Label("No eligible account: each already holds a role in a group.",
                             classes="hint")
-            yield SelectionList[str](*choices(self.choices), id="follower-choices")
+            yield SelectionList[str](
+                *[(literal(f"{a}  ({self.notes[a]})" if a in self.notes else a), a)
+                  for a in self.choices], id="follower-choices")
             with Horizontal(classes="modal-buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Add 0 Followers", id="add", variant="primary", disabled=True)
@@ -245,10 +254,12 @@ class LeaderModal(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, group: str, choices: list[str]) -> None:
+    def __init__(self, group: str, choices: list[str],
+                 notes: dict[str, str] | None = None) -> None:
         super().__init__()
         self.group = group
         self.choices = choices
+        self.notes = notes or {}  # account -> what of the group its broker cannot trade
 
     def compose(self) -> ComposeResult:
         with Vertical(id="leader-picker", classes="modal"):
@@ -383,13 +394,15 @@ class GroupSettingsScreen(Screen[None]):
 
     def action_add_followers(self) -> None:
         engine = _app(self).desk.engine
-        choices = free_accounts(engine, self.preview())
+        group = self.preview()
+        choices = free_accounts(engine, group)
+        notes = {a: note for a in choices if (note := cannot_trade(engine, group, a))}
 
         def chosen(accounts: list[str] | None) -> None:
             if accounts:
                 self.stage(AddFollowers(tuple(accounts)))
 
-        self.app.push_screen(AddFollowersModal(self.group_name, choices), chosen)
+        self.app.push_screen(AddFollowersModal(self.group_name, choices, notes), chosen)
 
     def action_remove_follower(self) -> None:
         table = self.query_one(DataTable)
