@@ -17,6 +17,7 @@ its path is in the message.
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import random
 import signal
@@ -28,12 +29,18 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from synctui.domain.clock import SystemClock
+from synctui.domain.errors import RejectReason
 from synctui.domain.groups import GroupStatus
+from synctui.domain.orders import Side
 from synctui.domain.position import split_fill
 from synctui.engine.engine import copy_key
+from synctui.engine.events import Failure
+from synctui.engine.world import World
+from synctui.scenario.model import parse_scenario
+from synctui.scenario.runner import build_world
 from synctui.store.session import Session
 from synctui.store.store import Store
 from tests.crash_worker import FOLLOWERS, GROUP, LEADER, RATIOS, SYMBOLS, SYNC_OFF, build
@@ -268,3 +275,79 @@ def test_sigkill_mid_burst_55_times_leaves_exactly_one_copy_per_follower(tmp_pat
           f"reconciled pending work "
           f"({sum(r.pending_intents for r in runs)} intents, "
           f"{sum(r.pending_events for r in runs)} events)")
+
+
+# --- the gap between the brokers' commit and the engine's, in-process ------------------
+
+GAP_SPEC = {
+    "prices": {"MNQ": "21000"},
+    "accounts": [{"id": "lead", "balance": 1_000_000}, {"id": "rich", "balance": 1_000_000},
+                 {"id": "poor", "balance": 50}],  # MNQ takes 100 margin per contract
+    "groups": [{"name": "G", "leader": "lead", "followers": ["rich", "poor"]}],
+}
+
+
+def _gap_world() -> World:
+    return build_world(parse_scenario(json.dumps(GAP_SPEC)), SystemClock())
+
+
+async def _fan_out_then_die(db: Path) -> list[Failure]:
+    """A leader order's fan-out reaches the brokers, whose side is committed; then the
+    process dies before the engine records the outcomes. Returns the failures the
+    uninterrupted run recorded (in memory), to compare with what a restart records."""
+    store = await Store.open(db)
+    session = await Session.start(store, SystemClock(), _gap_world)
+    world = session.world
+    world.engine.place_order("lead", "MNQ", Side.BUY, qty=Decimal(2))
+    await store.save(world)  # the leader fill and its two intents
+    world.engine.dispatch()  # rich's copy fills; poor's is rejected (margin)
+    await store.save_venue(world)
+    failures = list(world.engine.state.failures)
+    await store.close()  # the "kill": the journal of the fan-out never reaches the file
+    return failures
+
+
+async def _restart_after_gap(db: Path) -> tuple[list[tuple[Any, ...]], Session, Store]:
+    store = await Store.open(db)
+    async with store.db.execute(
+            "SELECT i.status, o.account, o.status, o.reject_reason FROM intents i "
+            "LEFT JOIN orders o ON o.client_id = i.key ORDER BY i.seq") as cursor:
+        before = [tuple(r) for r in await cursor.fetchall()]
+    session = await Session.start(store, SystemClock(), _gap_world)
+    return before, session, store
+
+
+def test_a_restart_in_the_gap_resolves_intents_by_client_id_and_keeps_reject_reasons(
+        tmp_path: Path) -> None:
+    """Killed after the brokers' commit and before the engine's: both intents are still
+    pending while the brokers hold their orders (rich's filled, poor's rejected for
+    margin). The restart must neither send them again nor call rich's copy failed, and
+    must report poor's failure with the broker's own reason and message."""
+    db = tmp_path / "gap.db"
+
+    async def run() -> None:
+        lost = await _fan_out_then_die(db)
+        assert [(f.account, f.reason) for f in lost] == [
+            ("poor", RejectReason.INSUFFICIENT_MARGIN)]
+        before, session, store = await _restart_after_gap(db)
+        try:
+            assert sorted(before) == [("pending", "poor", "rejected", "insufficient_margin"),
+                                      ("pending", "rich", "filled", None)]
+            engine = session.world.engine
+            assert [(f.account, f.reason, f.message) for f in engine.state.failures] == [
+                (f.account, f.reason, f.message) for f in lost]
+            async with store.db.execute(
+                    "SELECT i.status, count(o.id) FROM intents i "
+                    "LEFT JOIN orders o ON o.client_id = i.key GROUP BY i.key") as cursor:
+                outcomes = sorted(tuple(r) for r in await cursor.fetchall())
+            assert outcomes == [("failed", 1), ("sent", 1)]  # one order each, no second
+            async with store.db.execute(
+                    "SELECT account, reason FROM failures") as cursor:
+                assert [tuple(r) for r in await cursor.fetchall()] == [
+                    ("poor", "insufficient_margin")]
+            rich = engine.broker_of("rich")
+            assert rich.position("rich", "MNQ") == Decimal(2)
+        finally:
+            await store.close()
+
+    asyncio.run(run())

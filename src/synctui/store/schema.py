@@ -85,6 +85,12 @@ MIGRATIONS: tuple[str, ...] = (
         pending_leverage TEXT NOT NULL, PRIMARY KEY (grp, account));
     INSERT INTO meta VALUES ('next_copy', '1');
     """,
+    # version 3: why the broker rejected an order, so that a restart that finds an
+    # intent still pending reports its copy's failure with the broker's own reason
+    """
+    ALTER TABLE orders ADD COLUMN reject_reason TEXT;
+    ALTER TABLE orders ADD COLUMN reject_message TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

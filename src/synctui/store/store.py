@@ -159,6 +159,31 @@ class Store:
         batch.add("INSERT INTO event_log (at, actor, kind, detail) VALUES (?, ?, ?, ?)",
                   self._log)
         self._log = []
+        await self._commit(batch)
+
+    async def save_venue(self, world: World) -> None:
+        """Commit the brokers' side of a fan-out alone, before the engine's journal.
+
+        The brokers stand for remote systems: once `dispatch` has sent orders, they
+        exist whatever the engine records next. So their changes (orders, fills,
+        accounts, positions, settings, id counters) are written at once, with the
+        broker events not handled yet. That queue is what the last `save` wrote plus
+        the events the fan-out caused, so it matches the brokers' rows. The engine's
+        journal (intent outcomes, links, failures) waits in memory for the next
+        `save`; a crash in between leaves intents pending whose orders the brokers
+        hold, and a restart resolves them by client order id (SPEC 6, STYLE
+        "Exactly-once"), neither sending them again nor calling them failed.
+        """
+        batch = _Batch()
+        for name, broker in world.brokers.items():
+            if isinstance(broker, SimBroker):
+                self._broker(world, name, broker, batch)
+        if batch.steps:
+            self._pending_events(world, batch)
+        await self._commit(batch)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """One transaction, from the one writer."""
         if not batch.steps:
             return
         async with self._writer:
@@ -229,15 +254,20 @@ class Store:
             if stored is not None:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
+        orders = []
+        for o in changes.orders.values():
+            reject = broker.reject_reason(o.id)
+            status = broker.status_of(o.id) or OrderStatus.WORKING
+            orders.append((
+                o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
+                _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
+                o.parent_id, o.role, o.oco_id, status.value,
+                reject[0].value if reject else None, reject[1] if reject else None))
         batch.add(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, price = excluded.price, "
-            "status = excluded.status",
-            [(o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
-              _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
-              o.parent_id, o.role, o.oco_id,
-              (broker.status_of(o.id) or OrderStatus.WORKING).value)
-             for o in changes.orders.values()])
+            "status = excluded.status, reject_reason = excluded.reject_reason, "
+            "reject_message = excluded.reject_message", orders)
         batch.add(
             "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value, str(f.qty),
@@ -403,17 +433,21 @@ class Store:
         mirror_ids = {i for links in state.mirrors.values() for ids in links.values()
                       for i in ids}
         known: dict[str, list[tuple[SimOrder, OrderStatus]]] = {name: [] for name in sims}
+        rejects: dict[str, dict[str, tuple[RejectReason, str]]] = {name: {} for name in sims}
         wanted = json.dumps(list(state.intents))
         for r in await self._rows(
                 "SELECT * FROM orders WHERE client_id IN (SELECT value FROM json_each(?))",
                 (wanted,)):
             known[r[1]].append((self._order(r), OrderStatus(r[15])))
+            if r[16] is not None:
+                rejects[r[1]][r[0]] = (RejectReason(r[16]), str(r[17]))
         for r in await self._rows(
                 "SELECT * FROM orders WHERE status != 'working' AND id IN "
                 "(SELECT value FROM json_each(?))", (json.dumps(sorted(mirror_ids)),)):
             known[r[1]].append((self._order(r), OrderStatus(r[15])))
         for name, sim in sims.items():
-            sim.restore(by_broker[name], working[name], counters[name], known[name])
+            sim.restore(by_broker[name], working[name], counters[name], known[name],
+                        rejects[name])
         engine = Engine(brokers, prices, catalog, clock, state=state)
         engine.requeue([load_event(body) for (body,) in await self._rows(
             "SELECT body FROM pending_events ORDER BY seq")])
