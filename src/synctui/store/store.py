@@ -27,6 +27,14 @@ from typing import Any
 import aiosqlite
 
 from synctui.brokers.base import Broker
+from synctui.brokers.events import (
+    BrokerEvent,
+    Fill,
+    OrderCancelled,
+    OrderFailed,
+    OrderModified,
+    OrderPlaced,
+)
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimAccount, SimBroker, SimOrder, SimPosition
 from synctui.domain.clock import Clock
@@ -117,8 +125,8 @@ class Store:
                     broker.track_changes()
         if world.engine.state.journal is None:
             world.engine.state.journal = []
-        if new:
-            world.engine.state.journal.append(("groups", None))
+        if new:  # built before anyone listened: groups and copies are written whole
+            world.engine.state.journal.extend([("groups", None), ("copies", None)])
         world.engine.deferred = True
         self._unsubscribe = [world.engine.subscribe(self._observe)]
 
@@ -408,20 +416,30 @@ class Store:
                 "SELECT * FROM failures ORDER BY id"):
             state.failures.append(Failure(grp, account, symbol, RejectReason(reason), message,
                                           _time(at)))
+        # Broker events not handled yet may be about orders that are no longer working
+        # (a leader fill of a mirrored order, a bracket leg's fill, a mirror's failure):
+        # their links are loaded too, or handling them after a restart would copy a
+        # fill that each follower's own order already made (SPEC 8).
+        pending = [load_event(body) for (body,) in await self._rows(
+            "SELECT body FROM pending_events ORDER BY seq")]
+        about = json.dumps(sorted(_orders_named(pending)))
         for leader_order, follower, order_id in await self._rows(
                 "SELECT m.* FROM mirrors m JOIN orders o ON o.id = m.leader_order "
-                "WHERE o.status = 'working' ORDER BY m.rowid"):
+                "WHERE o.status = 'working' OR m.leader_order IN (SELECT value FROM json_each(?)) "
+                "ORDER BY m.rowid", (about,)):
             ids = state.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
         for leader_order, follower, order_id in await self._rows(
-                "SELECT * FROM bracketed WHERE leader_order IN (SELECT parent_id FROM orders "
-                "WHERE status = 'working' AND parent_id IS NOT NULL) ORDER BY rowid"):
+                "SELECT * FROM bracketed WHERE leader_order IN (SELECT coalesce(parent_id, id) "
+                "FROM orders WHERE status = 'working') "  # an entry still working, or its legs
+                "OR leader_order IN (SELECT value FROM json_each(?)) ORDER BY rowid", (about,)):
             state.bracketed.setdefault(leader_order, {}).setdefault(follower, []).append(
                 order_id)
         for order_id, grp in await self._rows(
                 "SELECT c.* FROM copy_orders c JOIN orders o ON o.id = c.order_id "
-                "WHERE o.status = 'working'"):
+                "WHERE o.status = 'working' OR c.order_id IN (SELECT value FROM json_each(?))",
+                (about,)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
                 "SELECT key, seq, body FROM intents WHERE status = 'pending' ORDER BY seq"):
@@ -449,8 +467,7 @@ class Store:
             sim.restore(by_broker[name], working[name], counters[name], known[name],
                         rejects[name])
         engine = Engine(brokers, prices, catalog, clock, state=state)
-        engine.requeue([load_event(body) for (body,) in await self._rows(
-            "SELECT body FROM pending_events ORDER BY seq")])
+        engine.requeue(pending)
         custom = [str(r[0]) for r in await self._rows("SELECT symbol FROM instruments")]
         world = World(catalog, prices, brokers, engine, clock, custom=custom)
         self._had_pending_events = True
@@ -479,6 +496,17 @@ class Store:
         for grp, follower, symbol, ratio, sync, cross in settings:
             state.groups.groups[grp].settings[(follower, symbol)] = ContractSetting(
                 int(ratio), bool(sync), cross)
+
+
+def _orders_named(events: Iterable[BrokerEvent]) -> set[str]:
+    """The order ids (and their parents) that broker events speak of."""
+    ids: set[str | None] = set()
+    for event in events:
+        if isinstance(event, Fill):
+            ids.update((event.order_id, event.parent_id))
+        elif isinstance(event, OrderPlaced | OrderModified | OrderCancelled | OrderFailed):
+            ids.update((event.order.id, event.order.parent_id))
+    return {i for i in ids if i is not None}
 
 
 def _time(text: str) -> datetime:
