@@ -93,8 +93,9 @@ class Worker:
         try:
             line = self.lines.get(timeout=STARTUP_TIMEOUT)
         except queue.Empty:
-            raise AssertionError(
-                f"the worker printed nothing for {STARTUP_TIMEOUT} s") from None
+            self.stderr.flush()
+            raise AssertionError(f"the worker printed nothing for {STARTUP_TIMEOUT} s; its "
+                                 f"stderr:\n{self._stderr_text()}") from None
         if line is None:
             raise AssertionError(self._died())
         return line
