@@ -203,6 +203,27 @@ def replay_in_memory(scenario: Scenario, clock: Clock | None = None) -> Replay:
     return run
 
 
+async def play_steps(session: Session, steps: list[dict[str, Any]]) -> Replay:
+    """Play `steps` on a session's world, settling the store after each: every change
+    a step makes goes through the one journal, whoever plays it (replay, the TUI's
+    first start). Refused steps are listed in the result's `errors`, and noted in the
+    event log so that a later look at the database can tell what was refused."""
+    run = Replay(session.world)
+    store = session.store
+    for index, raw in enumerate(steps):
+        errors = len(run.errors)
+        restart = run_step(run, index, raw)
+        store.note("scenario", "step", f"{index}: {raw.get('op')}")
+        for error in run.errors[errors:]:
+            store.note("scenario", "refused", f"step {index}: {error['message']}")
+        if restart is not None:
+            await session.restart()
+            run.world = session.world
+        else:
+            await session.settle()
+    return run
+
+
 async def replay_with_store(scenario: Scenario, db: Path | None = None,
                             clock: Clock | None = None) -> Replay:
     """Replay through a store: a temporary database unless `db` is given, and a
@@ -215,15 +236,6 @@ async def replay_with_store(scenario: Scenario, db: Path | None = None,
                 raise StoreError(f"{store.path} already holds a desk: replay needs a new "
                                  "database (or none, for a temporary one)")
             session = await Session.start(store, clock, lambda: build_world(scenario, clock))
-            run = Replay(session.world)
-            for index, raw in enumerate(scenario.steps):
-                restart = run_step(run, index, raw)
-                store.note("scenario", "step", f"{index}: {raw.get('op')}")
-                if restart is not None:
-                    await session.restart()
-                    run.world = session.world
-                else:
-                    await session.settle()
-            return run
+            return await play_steps(session, scenario.steps)
         finally:
             await store.close()

@@ -74,6 +74,13 @@ class SyncApp(App[None]):
             self.startup_error = str(error)
             self.exit(return_code=2, message=f"synctui: {error}")
             return
+        for refusal in self.desk.refusals:  # `--scenario` steps refused, as replay lists them
+            self.log_action(None, f"scenario step {refusal['step']} refused: "
+                                  f"{refusal['message']}", kind="failure")
+        if self.desk.refusals:
+            count = len(self.desk.refusals)
+            self.notify(f"{count} scenario step{'s' if count > 1 else ''} refused: "
+                        "see the log (l)", severity="warning", markup=False)
         self.desk.engine.subscribe(self._on_engine_event)
         copy_journal(self.desk.engine)  # a copy's fills and investment changes, from now on
         for family, price in self.desk.engine.prices.families().items():

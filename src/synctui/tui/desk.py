@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import Refused
 from synctui.engine.engine import Engine
 from synctui.engine.world import World
-from synctui.scenario.model import parse_step
-from synctui.scenario.runner import Replay, apply_step, build_world
+from synctui.scenario.model import Scenario
+from synctui.scenario.runner import build_world, play_steps
 from synctui.store.database import default_path
 from synctui.store.session import Session
 from synctui.store.store import Store
@@ -39,6 +39,9 @@ class Desk:
         self.driver: DemoDriver | None = None  # the demo's market and leaders
         self.world: World = world  # type: ignore[assignment]  # set in open() otherwise
         self._lock = asyncio.Lock()
+        # Steps of the scenario built into a new database that were refused, as replay
+        # lists them ({"step": index, "message": ...}); shown by the app at start.
+        self.refusals: list[dict[str, Any]] = []
 
     @property
     def engine(self) -> Engine:
@@ -46,25 +49,36 @@ class Desk:
 
     async def open(self) -> None:
         """In memory when a world was given (tests); otherwise from the database,
-        building the demo desk into it on first start."""
+        building the demo desk (or `--scenario`) into it on first start: the world
+        first, then its steps through the engine with the store attached, so that
+        whatever a step makes (copies, their funds, mirrors, failures) is journaled
+        and saved like any later change. Refused steps are kept in `refusals`."""
         if self._given is None:
             store = await Store.open(self.db)
-            self.session = await Session.start(store, self.clock, self._build)
+            try:
+                scenario = self._scenario() if store.fresh else None
+
+                def build() -> World:  # called for a new database only
+                    assert scenario is not None
+                    return build_world(scenario, self.clock)
+
+                self.session = await Session.start(store, self.clock, build)
+                if scenario is not None:
+                    self.refusals = (await play_steps(self.session, scenario.steps)).errors
+            except BaseException:
+                self.session = None
+                await store.close()
+                raise
             self.world = self.session.world
         if self.demo:
             from synctui.scenario.demo import DemoDriver
 
             self.driver = DemoDriver(self.world, self.seed)
 
-    def _build(self) -> World:
+    def _scenario(self) -> Scenario:
         from synctui.scenario.demo import DEFAULT_DEMO, load_demo
 
-        scenario = load_demo(self.scenario or DEFAULT_DEMO)
-        world = build_world(scenario, self.clock)
-        run = Replay(world)
-        for raw in scenario.steps:
-            apply_step(run, parse_step(raw))
-        return world
+        return load_demo(self.scenario or DEFAULT_DEMO)
 
     async def run(self, command: Callable[[Engine], object], what: str = "") -> str | None:
         """Run one engine command; a refusal comes back as its message. One at a time:
