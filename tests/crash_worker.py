@@ -1,17 +1,26 @@
-"""The engine under a burst of leader orders, to be killed with SIGKILL (issue 3, item 5).
+"""The engine under a burst of leader trading, to be killed with SIGKILL (issue 3, item 5;
+issue 9, item 13).
 
-    python tests/crash_worker.py DB SEED
+    python tests/crash_worker.py DB SEED [KILL_AT]
 
 Opens (or creates) the database DB, starts a session on it (a restart loads
 the open state and reconciles the pending intents and events a kill left
-behind), then trades forever: seeded random leader market orders and price
-moves, each followed by `session.settle()` (the outbox loop). After every
-settle it prints one progress line and flushes, so the parent knows the burst
-is under way. It never stops by itself: `tests/test_crash.py` kills it.
+behind), then trades forever: seeded random leader market orders (some with
+brackets), working limit and stop orders (some with brackets) that followers
+mirror, modifies and cancels of them, and price moves that trigger them, each
+followed by `session.settle()` (the outbox loop). A Smart Sync copy follows
+the group too. After every settle it prints one progress line and flushes, so
+the parent knows the burst is under way. It never stops by itself:
+`tests/test_crash.py` kills it, unless KILL_AT (> 0) is given: then the
+worker SIGKILLs itself right after the KILL_AT-th fan-out's brokers' commit
+(`Store.save_venue`), before the engine records the outcomes, so the brokers
+hold orders whose intents the database still calls pending.
 
 Protocol on stdout (one line each, flushed):
-    start <leader fills> <pending intents> <pending events>   in the database before start-up
-    <n>                                         after the n-th command of this run settled
+    start <leader fills> <pending intents> <pending events> <pending held>
+        in the database before start-up; <pending held>: pending intents whose
+        client order id a broker already holds (what a KILL_AT kill leaves)
+    <n>     after the n-th command of this run settled
 
 A refused leader command (`Refused`, e.g. margin) is skipped; anything else
 propagates and the worker dies with a traceback (exit status 1).
@@ -22,14 +31,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
+import signal
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 from synctui.domain.clock import SystemClock
 from synctui.domain.errors import Refused
-from synctui.domain.orders import Side
+from synctui.domain.orders import OrderType, Side
 from synctui.engine.world import World
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.runner import build_world
@@ -49,59 +60,132 @@ RATIOS = {("f2", "MNQ"): 2, ("f3", "MNQ"): 3, ("f4", "MNQ"): 4,
           ("f2", "BTCUSDT"): 4, ("f4", "BTCUSDT"): 2, ("f5", "BTCUSDT"): 3}
 # (follower, symbol) with sync off from the start: never eligible for a copy
 SYNC_OFF = {("f6", "MNQ")}
+# A follower too poor for many copies: the broker rejects them (insufficient_margin),
+# and a restart must report each such failure with that reason, once.
+POOR = "f7"
+POOR_BALANCE = 1500
+# An account that follows the group in Smart Sync mode (SPEC 5): its copy trades in a
+# sub-account, one market order per leader fill.
+SMART = "s1"
+SMART_INVESTMENT = Decimal(50_000_000)
+MAX_WORKING = 8  # leader working entries at once; more and the burst cancels instead
 
 SPEC = {
     "prices": {symbol: str(price) for symbol, price in BASE_PRICE.items()},
     "brokers": {"tv": {"naming": "tradovate"}, "px": {"naming": "projectx"}},
     "accounts": [{"id": LEADER, "broker": "tv", "balance": 100_000_000}] + [
         {"id": follower, "broker": broker, "balance": 100_000_000}
-        for follower, broker in FOLLOWERS.items()],
-    "groups": [{"name": GROUP, "leader": LEADER, "followers": list(FOLLOWERS)}],
+        for follower, broker in FOLLOWERS.items()] + [
+        {"id": POOR, "broker": "tv", "balance": POOR_BALANCE},
+        {"id": SMART, "broker": "px", "balance": 100_000_000}],
+    "groups": [{"name": GROUP, "leader": LEADER, "followers": [*FOLLOWERS, POOR]}],
 }
 
 
 def build() -> World:
-    """The starting world. Ratios and sync are set here, before the first save,
-    which writes the built world whole."""
+    """The starting world. Ratios, sync and the Smart Sync follow are set here, before
+    the first save, which writes the built world whole."""
     world = build_world(parse_scenario(json.dumps(SPEC)), SystemClock())
     for (follower, symbol), ratio in RATIOS.items():
         world.engine.set_ratio(GROUP, follower, symbol, ratio)
     for follower, symbol in SYNC_OFF:
         world.engine.set_sync(GROUP, follower, symbol, False)
+    world.engine.follow(GROUP, SMART, "smart_sync", SMART_INVESTMENT)
     return world
 
 
+def _qty(rng: random.Random, symbol: str) -> Decimal:
+    if symbol == "MNQ":
+        return Decimal(rng.randint(1, 5))
+    return Decimal(rng.randint(1, 50)) * Decimal("0.001")
+
+
+def _brackets(rng: random.Random, side: Side, symbol: str,
+              at: Decimal) -> tuple[Decimal | None, Decimal | None]:
+    """Stop loss and take profit some ticks away from the entry, on their sides."""
+    if rng.random() < 0.5:
+        return None, None
+    loss, profit = (rng.randint(4, 40) * TICK[symbol] for _ in range(2))
+    if side is Side.BUY:
+        return max(at - loss, TICK[symbol]), at + profit
+    return at + loss, max(at - profit, TICK[symbol])
+
+
 def command(world: World, rng: random.Random, first: bool) -> None:
-    """One leader order (about 3 in 4, and always the first of a run) or a price move."""
+    """One leader action: a market order (always the first of a run), a working order,
+    a modify or cancel of one, or a price move."""
     engine = world.engine
     symbol = rng.choice(SYMBOLS)
-    if first or rng.random() < 0.75:
+    broker = engine.broker_of(LEADER)
+    native = broker.symbols.native(symbol)
+    price = world.prices.get(symbol)
+    roll = 0.0 if first else rng.random()
+    if roll < 0.35:
         side = rng.choice((Side.BUY, Side.SELL))
-        if symbol == "MNQ":
-            qty = Decimal(rng.randint(1, 5))
+        stop_loss, take_profit = _brackets(rng, side, symbol, price)
+        engine.place_order(LEADER, symbol, side, qty=_qty(rng, symbol),
+                           stop_loss=stop_loss, take_profit=take_profit)
+        return
+    working = broker.working_orders(LEADER, native)
+    entries = [o for o in working if o.parent_id is None]
+    if roll < 0.55 and len(entries) < MAX_WORKING:
+        # Opening only: a reducing working order is mirrored with a quantity fixed when
+        # placed (SPEC 4), so a follower may drift from ratio x the leader by design.
+        held = broker.position(LEADER, native)
+        side = rng.choice((Side.BUY, Side.SELL)) if held == 0 else (
+            Side.BUY if held > 0 else Side.SELL)
+        kind = rng.choice((OrderType.LIMIT, OrderType.STOP))
+        away = rng.randint(1, 12) * TICK[symbol]
+        below = (side is Side.BUY) == (kind is OrderType.LIMIT)  # rests, never marketable
+        level = max(price - away, TICK[symbol]) if below else price + away
+        stop_loss, take_profit = _brackets(rng, side, symbol, level)
+        engine.place_order(LEADER, symbol, side, qty=_qty(rng, symbol), type=kind,
+                           price=level, stop_loss=stop_loss, take_profit=take_profit)
+        return
+    if roll < 0.70 and working:
+        order = rng.choice(working)
+        assert order.price is not None
+        if rng.random() < 0.4 or len(entries) >= MAX_WORKING:
+            engine.cancel_order(order.id)
         else:
-            qty = Decimal(rng.randint(1, 50)) * Decimal("0.001")
-        engine.place_order(LEADER, symbol, side, qty=qty)
+            moved = order.price + rng.randint(-8, 8) * TICK[symbol]
+            engine.modify_order(order.id, max(moved, TICK[symbol]))
         return
     # a small move, pulled back towards the base price so the walk stays bounded
-    price = world.prices.get(symbol)
     drift = -1 if price > BASE_PRICE[symbol] else 1
     steps = rng.randint(-20, 20) + drift * rng.randint(0, 5)
     engine.set_price(symbol, max(TICK[symbol], price + steps * TICK[symbol]))
 
 
-async def main(path: Path, seed: int) -> None:
+class DyingStore(Store):
+    """A store whose process dies right after the `kill_at`-th fan-out reached the
+    brokers' commit: the gap where only the client-id lookup prevents a second order."""
+
+    kill_at = 0
+    fan_outs = 0
+
+    async def save_venue(self, world: World) -> None:
+        await super().save_venue(world)
+        self.fan_outs += 1
+        if self.fan_outs == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def main(path: Path, seed: int, kill_at: int) -> None:
     rng = random.Random(seed)
-    store = await Store.open(path)
-    found = (0, 0, 0)
+    store = await DyingStore.open(path)
+    store.kill_at = kill_at
+    found = (0, 0, 0, 0)
     if not store.fresh:
         async with store.db.execute(
                 "SELECT (SELECT count(*) FROM fills WHERE account = ?), "
                 "(SELECT count(*) FROM intents WHERE status = 'pending'), "
-                "(SELECT count(*) FROM pending_events)", (LEADER,)) as cursor:
+                "(SELECT count(*) FROM pending_events), "
+                "(SELECT count(*) FROM intents i JOIN orders o ON o.client_id = i.key "
+                " WHERE i.status = 'pending')", (LEADER,)) as cursor:
             row = await cursor.fetchone()
         assert row is not None
-        found = (int(row[0]), int(row[1]), int(row[2]))
+        found = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     print("start", *found, flush=True)
     session = await Session.start(store, SystemClock(), build)
     done = 0
@@ -114,6 +198,7 @@ async def main(path: Path, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python tests/crash_worker.py DB SEED")
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python tests/crash_worker.py DB SEED [KILL_AT]")
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]),
+                     int(sys.argv[3]) if len(sys.argv) == 4 else 0))

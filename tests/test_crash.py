@@ -17,6 +17,8 @@ its path is in the message.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import queue
 import random
 import signal
@@ -28,15 +30,31 @@ from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from synctui.domain.clock import SystemClock
+from synctui.domain.errors import RejectReason
 from synctui.domain.groups import GroupStatus
+from synctui.domain.orders import Side
 from synctui.domain.position import split_fill
 from synctui.engine.engine import copy_key
+from synctui.engine.events import Failure
+from synctui.engine.world import World
+from synctui.scenario.model import parse_scenario
+from synctui.scenario.runner import build_world
 from synctui.store.session import Session
 from synctui.store.store import Store
-from tests.crash_worker import FOLLOWERS, GROUP, LEADER, RATIOS, SYMBOLS, SYNC_OFF, build
+from tests.crash_worker import (
+    FOLLOWERS,
+    GROUP,
+    LEADER,
+    POOR,
+    RATIOS,
+    SMART,
+    SYMBOLS,
+    SYNC_OFF,
+    build,
+)
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 55
@@ -48,9 +66,9 @@ STARTUP_TIMEOUT = 30.0  # a worker silent this long after its start is stuck
 class Worker:
     """One run of the crash worker, its stdout read line by line on a thread."""
 
-    def __init__(self, db: Path, seed: int, stderr: IO[str]) -> None:
+    def __init__(self, db: Path, seed: int, stderr: IO[str], kill_at: int = 0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), str(db), str(seed)],
+            [sys.executable, str(WORKER), str(db), str(seed), str(kill_at)],
             stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1)
         self.stderr = stderr
         self.lines: queue.Queue[str | None] = queue.Queue()
@@ -75,8 +93,9 @@ class Worker:
         try:
             line = self.lines.get(timeout=STARTUP_TIMEOUT)
         except queue.Empty:
-            raise AssertionError(
-                f"the worker printed nothing for {STARTUP_TIMEOUT} s") from None
+            self.stderr.flush()
+            raise AssertionError(f"the worker printed nothing for {STARTUP_TIMEOUT} s; its "
+                                 f"stderr:\n{self._stderr_text()}") from None
         if line is None:
             raise AssertionError(self._died())
         return line
@@ -86,9 +105,22 @@ class Worker:
         if self.proc.poll() is not None:
             raise AssertionError(self._died())
         self.proc.send_signal(signal.SIGKILL)
+        return max(self._killed(), 1)  # the caller read the first progress line
+
+    def killed_itself(self) -> int:
+        """Wait for the worker's own SIGKILL (its KILL_AT point); commands settled."""
+        try:
+            code = self.proc.wait(timeout=STARTUP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the worker never reached its kill point") from None
+        if code != -signal.SIGKILL:
+            raise AssertionError(self._died())
+        return self._killed()
+
+    def _killed(self) -> int:
         assert self.proc.wait(timeout=STARTUP_TIMEOUT) == -signal.SIGKILL
         self._reader.join(timeout=STARTUP_TIMEOUT)
-        settled = 1  # the caller read the first progress line
+        settled = 0
         while (line := self.lines.get_nowait()) is not None:
             settled = int(line)
         return settled
@@ -104,20 +136,30 @@ class Run:
     leader_fills: int  # in the database when this run started (the previous run's work)
     pending_intents: int  # left by the previous kill, reconciled by this start
     pending_events: int
+    pending_held: int  # pending intents whose orders the brokers already hold
+    kill_at: int = 0  # the fan-out after whose brokers' commit this run killed itself
     settled: int = 0  # commands settled (committed) before the kill
 
 
 def crash_repeatedly(db: Path, log: Path) -> list[Run]:
+    """KILLS runs on one database: every third one kills itself in the gap between
+    the brokers' commit and the engine's (its KILL_AT point), the others are killed
+    from here at a random moment."""
     rng = random.Random(SEED)
     runs: list[Run] = []
     with log.open("w", encoding="utf-8") as stderr:
         for index in range(KILLS):
-            worker = Worker(db, SEED + index, stderr)
+            kill_at = rng.randint(1, 40) if index % 3 == 1 else 0
+            worker = Worker(db, SEED + index, stderr, kill_at)
             try:
                 start = worker.next_line().split()
                 assert start[0] == "start", start
-                run = Run(*(int(n) for n in start[1:]))
-                assert worker.next_line() == "1"  # its first leader order is committed
+                run = Run(*(int(n) for n in start[1:]), kill_at=kill_at)
+                if kill_at:
+                    run.settled = worker.killed_itself()
+                    runs.append(run)
+                    continue
+                assert worker.next_line() == "1"
                 # The kill's moment, not a synchronisation. The first kill comes as soon as
                 # the new database holds its world: all of it still in the WAL, the main
                 # file not yet checkpointed. The others land anywhere in the burst.
@@ -143,17 +185,31 @@ class Outcome:
     leader_fills: int
     intents: int
     statuses: Counter[str]
+    failures: Counter[tuple[str, str]]  # (account, reason)
     mismatches: list[str]
 
 
+Rows = list[tuple[Any, ...]]
+
+
 async def inspect(db: Path) -> Outcome:
-    """Start once more in-process (load and reconcile), then check every copy."""
+    """Start once more in-process (load and reconcile), then check every copy.
+
+    Per SPEC 4 and 8: a leader market fill is copied once per synced follower and
+    leg; a fill of a leader working order, or of a bracket leg, is not copied again
+    to a follower holding its mirror or bracketed copy: that follower's own order
+    filled at its own broker. Every mirror has the leader order's status, price and
+    qty x ratio. The Smart Sync copy gets at most one market order per leader fill
+    and leg, and exactly one per opening leg (SPEC 5). Only the poor follower's
+    copies may fail, and only for margin; it and the copy are sized on their own, so
+    the ratio x leader check covers the other followers.
+    """
     store = await Store.open(db)
     try:
         session = await Session.start(store, SystemClock(), build)
         engine = session.world.engine
 
-        async def rows(sql: str, *params: object) -> list[tuple[object, ...]]:
+        async def rows(sql: str, *params: object) -> Rows:
             async with store.db.execute(sql, params) as cursor:
                 return [tuple(r) for r in await cursor.fetchall()]
 
@@ -164,30 +220,74 @@ async def inspect(db: Path) -> Outcome:
         pending = len(engine.state.intents) + len(engine.pending_events)
         pending += int(str((await rows(
             "SELECT count(*) FROM intents WHERE status = 'pending'"))[0][0]))
+        (sub,), = await rows("SELECT sub FROM copies WHERE account = ?", SMART)
+        sub = str(sub)
 
         intents = {str(k): (str(s), o) for k, s, o in await rows(
             "SELECT key, status, order_id FROM intents")}
-        orders: dict[str, list[tuple[object, ...]]] = {}
-        for client_id, order_id, account, status in await rows(
-                "SELECT client_id, id, account, status FROM orders WHERE client_id IS NOT NULL"):
-            orders.setdefault(str(client_id), []).append((order_id, account, status))
+        orders: dict[str, list[tuple[Any, ...]]] = {}
+        for client_id, order_id, account, status, price, qty in await rows(
+                "SELECT client_id, id, account, status, price, qty FROM orders "
+                "WHERE client_id IS NOT NULL"):
+            orders.setdefault(str(client_id), []).append(
+                (order_id, account, status, price, qty))
         copy_fills = Counter(str(c) for (c,) in await rows(
             "SELECT client_id FROM fills WHERE account != ? AND client_id IS NOT NULL", LEADER))
+        failures = Counter((str(a), str(r)) for a, r in await rows(
+            "SELECT account, reason FROM failures"))
+        bracketed: dict[tuple[str, str], set[str]] = {}
+        for leader_order, follower, order_id in await rows("SELECT * FROM bracketed"):
+            bracketed.setdefault((str(leader_order), str(follower)), set()).add(str(order_id))
+        legs: dict[tuple[str, str], list[str]] = {}
+        for parent, role, status in await rows(
+                "SELECT parent_id, role, status FROM orders WHERE parent_id IS NOT NULL"):
+            legs.setdefault((str(parent), str(role)), []).append(str(status))
+
+        def check_sent(key: str, where: str, account: str) -> None:
+            """One order for the intent's client id, its own, filled once (when filled)."""
+            status, order_id = intents[key]
+            sent = orders.get(key, [])
+            if status == "sent":
+                if [o[0] for o in sent] != [order_id]:
+                    mismatches.append(f"{where}: intent sent as {order_id}, orders "
+                                      f"with its client id: {sent}")
+                elif sent[0][1] != account:
+                    mismatches.append(f"{where}: order {order_id} is {sent[0][1]}'s")
+                elif copy_fills[key] != (sent[0][2] == "filled"):
+                    mismatches.append(f"{where}: {copy_fills[key]} fills of the {sent[0][2]} "
+                                      "copy")
+            elif status == "failed":
+                if account != POOR:
+                    mismatches.append(f"{where}: failed")
+                elif len(sent) > 1 or (sent and sent[0][2] != "rejected"):
+                    mismatches.append(f"{where}: failed, yet the broker has {sent}")
+            else:
+                mismatches.append(f"{where}: intent still {status}")
 
         leader_fills = await rows(
-            "SELECT id, symbol, side, qty, position_before FROM fills "
-            "WHERE account = ? AND cause != 'group_flatten' ORDER BY rowid", LEADER)
+            "SELECT f.id, f.symbol, f.side, f.qty, f.position_before, f.order_id, o.type, "
+            "o.parent_id, o.role FROM fills f LEFT JOIN orders o ON o.id = f.order_id "
+            "WHERE f.account = ? AND f.cause != 'group_flatten' ORDER BY f.rowid", LEADER)
         expected: set[str] = set()
-        for fill_id, symbol, side, qty, before in leader_fills:
+        for fill_id, symbol, side, qty, before, _order, kind, parent, role in leader_fills:
             signed = Decimal(str(qty)) if side == "buy" else -Decimal(str(qty))
             closed, opened = split_fill(Decimal(str(before)), signed)
-            legs = [leg for leg, size in (("close", closed), ("open", opened)) if size]
-            for follower in FOLLOWERS:
-                eligible = group.setting(follower, str(symbol)).sync
+            fill_legs = [leg for leg, size in (("close", closed), ("open", opened)) if size]
+            on_own = parent is not None or kind in ("limit", "stop")  # mirrored or a bracket
+            what = f"leader fill {fill_id} ({side} {qty} {symbol} {kind or 'flatten'})"
+            for follower in [*FOLLOWERS, POOR, sub]:
+                eligible = follower == sub or group.setting(follower, str(symbol)).sync
                 for leg in ("close", "open"):
                     key = copy_key(str(fill_id), follower, leg)
-                    where = f"leader fill {fill_id} ({side} {qty} {symbol}), {follower} {leg}"
-                    if not (eligible and leg in legs):
+                    where = f"{what}, {follower} {leg}"
+                    if follower == POOR or (follower == sub and leg == "close"):
+                        # sized on their own position: a close may be nothing to do
+                        if key in intents:
+                            expected.add(key)
+                            check_sent(key, where, follower)
+                        continue
+                    wanted = eligible and leg in fill_legs and (follower == sub or not on_own)
+                    if not wanted:
                         if key in intents:
                             mismatches.append(f"{where}: a copy that should not exist")
                         continue
@@ -195,24 +295,47 @@ async def inspect(db: Path) -> Outcome:
                     if key not in intents:
                         mismatches.append(f"{where}: no copy (lost)")
                         continue
-                    status, order_id = intents[key]
-                    sent = orders.get(key, [])
-                    if status == "sent":
-                        if [o[0] for o in sent] != [order_id]:
-                            mismatches.append(f"{where}: intent sent as {order_id}, orders "
-                                              f"with its client id: {sent}")
-                        elif sent[0][1] != follower:
-                            mismatches.append(f"{where}: order {order_id} is {sent[0][1]}'s")
-                        elif copy_fills[key] != 1:
-                            mismatches.append(f"{where}: {copy_fills[key]} fills of the copy")
-                    elif status == "failed":
-                        if sent and sent[0][2] != "rejected":
-                            mismatches.append(f"{where}: failed, yet the broker has {sent}")
-                    else:
-                        mismatches.append(f"{where}: intent still {status}")
+                    check_sent(key, where, follower)
+                if follower in FOLLOWERS and eligible and parent is not None:
+                    # a bracket exit fires at the follower's own broker (SPEC 4)
+                    own = [status for copy in bracketed.get((str(parent), follower), ())
+                           for status in legs.get((copy, str(role)), [])]
+                    if own != ["filled"]:
+                        mismatches.append(f"{what}: {follower}'s own {role} legs are {own}")
+
+        # mirrors of the leader's working orders, placed when they rested (SPEC 4, 8)
+        for order_id, symbol, status, price, qty in await rows(
+                "SELECT id, symbol, status, price, qty FROM orders WHERE account = ? "
+                "AND type != 'market' AND parent_id IS NULL", LEADER):
+            catalog = str(symbol)  # orders hold catalog symbols
+            for follower in [*FOLLOWERS, POOR]:
+                key = copy_key(str(order_id), follower, "open")
+                where = f"leader {status} order {order_id} ({qty} {catalog} @ {price}), " \
+                        f"{follower}'s mirror"
+                if not group.setting(follower, catalog).sync:
+                    if key in intents or key in orders:
+                        mismatches.append(f"{where}: exists, but sync is off")
+                    continue
+                if key not in intents:
+                    mismatches.append(f"{where}: never placed")
+                    continue
+                expected.add(key)
+                if follower == POOR:
+                    check_sent(key, where, follower)
+                    continue
+                mirror = orders.get(key, [])
+                ratio = group.setting(follower, catalog).ratio
+                want = [(follower, status, price, str(Decimal(str(qty)) * ratio))]
+                got = [(m[1], m[2], m[3], str(Decimal(str(m[4])))) for m in mirror]
+                if got != want or intents[key][0] != "sent":
+                    mismatches.append(f"{where}: {got} ({intents[key][0]}), want {want}")
+                elif status == "filled" and copy_fills[key] != 1:
+                    mismatches.append(f"{where}: filled {copy_fills[key]} times")
+
         stray = sorted(set(intents) - expected)
         if stray:
-            mismatches.append(f"{len(stray)} intents belong to no leader fill, e.g. {stray[0]}")
+            mismatches.append(f"{len(stray)} intents belong to no leader fill or order, "
+                              f"e.g. {stray[0]}")
         unknown = sorted(set(orders) - expected)
         if unknown:
             mismatches.append(f"{len(unknown)} follower orders belong to no leader fill, "
@@ -234,8 +357,14 @@ async def inspect(db: Path) -> Outcome:
                 if held != want:
                     mismatches.append(f"{follower} holds {held} {symbol}, expected {want} "
                                       f"(leader {lead}, ratio {ratio})")
+            broker = engine.broker_of(sub)
+            copied = broker.position(sub, broker.symbols.native(symbol))
+            if (copied > 0) - (copied < 0) not in (0, (lead > 0) - (lead < 0)) or (
+                    lead == 0 and copied != 0):
+                mismatches.append(f"the Smart Sync copy holds {copied} {symbol}, "
+                                  f"the leader {lead}")
         return Outcome(pending, len(leader_fills), len(intents),
-                       Counter(s for s, _ in intents.values()), mismatches)
+                       Counter(s for s, _ in intents.values()), failures, mismatches)
     finally:
         await store.close()
 
@@ -248,23 +377,110 @@ def test_sigkill_mid_burst_55_times_leaves_exactly_one_copy_per_follower(tmp_pat
     elapsed = time.monotonic() - began
     where = f"(database left at {db}, worker stderr in {tmp_path / 'worker-stderr.log'})"
 
-    # the kills landed mid-work: every run committed new leader fills before its kill ...
-    fills = [run.leader_fills for run in runs[1:]] + [outcome.leader_fills]
+    # the random kills landed mid-work: each such run committed new leader fills ...
+    after = [run.leader_fills for run in runs[1:]] + [outcome.leader_fills]
     assert runs[0].leader_fills == 0
-    assert all(b > a for a, b in zip([0, *fills], fills, strict=False)), (fills, where)
-    # ... and some kills fell inside a fan-out, leaving work that a restart completed
+    grew = [b > a for a, b in zip([0, *after], after, strict=False)]
+    assert all(g for g, run in zip(grew, runs, strict=True) if not run.kill_at), (after, where)
+    # ... and some fell inside a fan-out, leaving work that a restart completed
     interrupted = [i for i, run in enumerate(runs)
                    if run.pending_intents or run.pending_events]
     assert interrupted, f"no kill left pending work: {runs} {where}"
+    # Every kill at a KILL_AT point fell between the brokers' commit and the engine's:
+    # the next start found intents still pending whose orders the brokers held, and
+    # resolved them by client order id (checked below: one order each, no failure).
+    gaps = [(run, nxt) for run, nxt in itertools.pairwise(runs) if run.kill_at]
+    assert gaps and all(nxt.pending_held for _run, nxt in gaps), (gaps, where)
 
     assert outcome.pending_after_start == 0, where
     assert outcome.statuses.keys() <= {"sent", "failed"}, (outcome.statuses, where)
+    # No copy failed but the poor follower's, for margin, with the broker's own reason:
+    # a re-sent intent would fail as "duplicate client order id" (reason `rejected`).
+    assert set(outcome.failures) <= {(POOR, "insufficient_margin")}, (outcome.failures, where)
     assert not outcome.mismatches, (
         f"{len(outcome.mismatches)} mismatches over {outcome.leader_fills} leader fills and "
         f"{outcome.intents} copies {dict(outcome.statuses)} {where}; first ones:\n"
         + "\n".join(outcome.mismatches[:10]))
-    print(f"\n{KILLS} kills in {elapsed:.1f} s: {outcome.leader_fills} leader fills, "
-          f"{outcome.intents} copies {dict(outcome.statuses)}, {len(interrupted)} restarts "
-          f"reconciled pending work "
+    print(f"\n{KILLS} kills ({len(gaps)} in the gap) in {elapsed:.1f} s: "
+          f"{outcome.leader_fills} leader fills, {outcome.intents} copies "
+          f"{dict(outcome.statuses)}, failures {dict(outcome.failures)}, "
+          f"{len(interrupted)} restarts reconciled pending work "
           f"({sum(r.pending_intents for r in runs)} intents, "
+          f"{sum(r.pending_held for r in runs)} of them held by a broker, "
           f"{sum(r.pending_events for r in runs)} events)")
+
+
+# --- the gap between the brokers' commit and the engine's, in-process ------------------
+
+GAP_SPEC = {
+    "prices": {"MNQ": "21000"},
+    "accounts": [{"id": "lead", "balance": 1_000_000}, {"id": "rich", "balance": 1_000_000},
+                 {"id": "poor", "balance": 50}],  # MNQ takes 100 margin per contract
+    "groups": [{"name": "G", "leader": "lead", "followers": ["rich", "poor"]}],
+}
+
+
+def _gap_world() -> World:
+    return build_world(parse_scenario(json.dumps(GAP_SPEC)), SystemClock())
+
+
+async def _fan_out_then_die(db: Path) -> list[Failure]:
+    """A leader order's fan-out reaches the brokers, whose side is committed; then the
+    process dies before the engine records the outcomes. Returns the failures the
+    uninterrupted run recorded (in memory), to compare with what a restart records."""
+    store = await Store.open(db)
+    session = await Session.start(store, SystemClock(), _gap_world)
+    world = session.world
+    world.engine.place_order("lead", "MNQ", Side.BUY, qty=Decimal(2))
+    await store.save(world)  # the leader fill and its two intents
+    world.engine.dispatch()  # rich's copy fills; poor's is rejected (margin)
+    await store.save_venue(world)
+    failures = list(world.engine.state.failures)
+    await store.close()  # the "kill": the journal of the fan-out never reaches the file
+    return failures
+
+
+async def _restart_after_gap(db: Path) -> tuple[list[tuple[Any, ...]], Session, Store]:
+    store = await Store.open(db)
+    async with store.db.execute(
+            "SELECT i.status, o.account, o.status, o.reject_reason FROM intents i "
+            "LEFT JOIN orders o ON o.client_id = i.key ORDER BY i.seq") as cursor:
+        before = [tuple(r) for r in await cursor.fetchall()]
+    session = await Session.start(store, SystemClock(), _gap_world)
+    return before, session, store
+
+
+def test_a_restart_in_the_gap_resolves_intents_by_client_id_and_keeps_reject_reasons(
+        tmp_path: Path) -> None:
+    """Killed after the brokers' commit and before the engine's: both intents are still
+    pending while the brokers hold their orders (rich's filled, poor's rejected for
+    margin). The restart must neither send them again nor call rich's copy failed, and
+    must report poor's failure with the broker's own reason and message."""
+    db = tmp_path / "gap.db"
+
+    async def run() -> None:
+        lost = await _fan_out_then_die(db)
+        assert [(f.account, f.reason) for f in lost] == [
+            ("poor", RejectReason.INSUFFICIENT_MARGIN)]
+        before, session, store = await _restart_after_gap(db)
+        try:
+            assert sorted(before) == [("pending", "poor", "rejected", "insufficient_margin"),
+                                      ("pending", "rich", "filled", None)]
+            engine = session.world.engine
+            assert [(f.account, f.reason, f.message) for f in engine.state.failures] == [
+                (f.account, f.reason, f.message) for f in lost]
+            async with store.db.execute(
+                    "SELECT i.status, count(o.id) FROM intents i "
+                    "LEFT JOIN orders o ON o.client_id = i.key GROUP BY i.key") as cursor:
+                outcomes = sorted(tuple(r) for r in await cursor.fetchall())
+            assert outcomes == [("failed", 1), ("sent", 1)]  # one order each, no second
+            async with store.db.execute(
+                    "SELECT account, reason FROM failures") as cursor:
+                assert [tuple(r) for r in await cursor.fetchall()] == [
+                    ("poor", "insufficient_margin")]
+            rich = engine.broker_of("rich")
+            assert rich.position("rich", "MNQ") == Decimal(2)
+        finally:
+            await store.close()
+
+    asyncio.run(run())

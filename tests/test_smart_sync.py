@@ -38,6 +38,7 @@ from synctui.scenario.model import parse_scenario
 from synctui.scenario.report import in_use as report_in_use
 from synctui.scenario.report import report
 from synctui.scenario.runner import Replay, build_world, replay_in_memory, replay_with_store
+from tests.conftest import scaled
 
 D = Decimal
 BUY = Side.BUY
@@ -1044,7 +1045,7 @@ ops = st.one_of(
     st.tuples(st.just("price"), symbols, st.integers(-40, 40)),
     st.tuples(st.just("invest"), leaders, st.integers(100, 6000)),
     st.tuples(st.just("lev"), leaders, st.integers(1, 20)),
-    st.tuples(st.just("margin"), leaders, st.integers(-800, 800)),
+    st.tuples(st.just("margin"), leaders, st.integers(-900, 900)),
 )
 
 
@@ -1057,7 +1058,18 @@ def _sign(value: Decimal) -> int:
     return (value > 0) - (value < 0)
 
 
+OpTally = dict[str, dict[str, int]]  # op kind -> {"done" | "refused" | "skipped": times}
+OPS: OpTally = {}  # over one run of the property test
+
+
 def _apply(world: World, op: tuple[Any, ...]) -> None:
+    """Apply one generated operation and tally whether it took effect."""
+    outcome = _attempt(world, op)
+    counts = OPS.setdefault(op[0], {})
+    counts[outcome] = counts.get(outcome, 0) + 1
+
+
+def _attempt(world: World, op: tuple[Any, ...]) -> str:
     engine = world.engine
     kind = op[0]
     try:
@@ -1072,15 +1084,16 @@ def _apply(world: World, op: tuple[Any, ...]) -> None:
             _, lead, symbol, amount = op
             held = engine.broker_of(f"lead{lead}").position(f"lead{lead}", symbol)
             if held == 0:
-                return
+                return "skipped"
             side = SELL if held > 0 else BUY
             if kind == "reduce":
                 qty = (abs(held) * amount / 10 / STEP[symbol]).to_integral_value(
                     rounding=ROUND_FLOOR) * STEP[symbol]
             else:
                 qty = abs(held) + amount * STEP[symbol] * (10 if symbol == "BTCUSDT" else 1)
-            if qty > 0:
-                engine.place_order(f"lead{lead}", symbol, side, qty=qty)
+            if qty <= 0:
+                return "skipped"
+            engine.place_order(f"lead{lead}", symbol, side, qty=qty)
         elif kind == "price":
             _, symbol, permille = op
             now = world.prices.get(symbol)
@@ -1094,18 +1107,33 @@ def _apply(world: World, op: tuple[Any, ...]) -> None:
             _, lead, lev = op
             engine.set_leverage(f"lead{lead}", "BTCUSDT", lev)
         elif kind == "margin":
-            _, lead, amount = op
-            if amount:
-                engine.adjust_margin(f"lead{lead}", "BTCUSDT", D(amount))
+            # Only on an isolated position the leader holds, within what it can add
+            # (its available funds) or remove (down to qty x avg / leverage): a
+            # permille of that room, so that the change mostly takes effect.
+            _, lead, permille = op
+            account = f"lead{lead}"
+            broker = engine.broker_of(account)
+            if (broker.position(account, "BTCUSDT") == 0
+                    or broker.leverage_of(account, "BTCUSDT")[1] is not ISOLATED):
+                return "skipped"
+            room = (broker.available(account) if permille > 0 else
+                    broker.position_margin(account, "BTCUSDT")
+                    - broker.isolated_floor(account, "BTCUSDT"))
+            amount = (room * permille / 1000).quantize(D("0.01"), rounding=ROUND_FLOOR)
+            if amount == 0:
+                return "skipped"
+            engine.adjust_margin(account, "BTCUSDT", amount)
     except Refused:
-        pass
+        return "refused"
+    return "done"
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(200, 2000), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(invest_a=st.integers(100, 6000), invest_b=st.integers(100, 6000),
        fee=st.sampled_from([ZERO, D("0.5")]), first=st.lists(opens, min_size=2, max_size=4),
        steps=st.lists(st.tuples(opens, ops), min_size=2, max_size=12))
-def test_properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Decimal,
+def _properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Decimal,
                                          first: list[tuple[Any, ...]],
                                          steps: list[tuple[tuple[Any, ...], tuple[Any, ...]]]
                                          ) -> None:
@@ -1180,6 +1208,26 @@ def test_properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Deci
                     closed = abs(copy_before) - abs(copy_now)
                     wanted = abs(copy_before) * q / abs(leader_before)
                     assert abs(closed - wanted) <= STEP[symbol]
+
+
+# Share of each operation kind's attempts (not counting skips, where the
+# generated operation had nothing to act on) that must take effect over a run.
+MIN_OP_EFFECT = {"open": 0.6, "reduce": 0.9, "reverse": 0.6, "price": 0.9, "invest": 0.4,
+                 "lev": 0.5, "margin": 0.9}
+
+
+def test_properties_of_smart_sync_copies() -> None:
+    """The properties above, and a check that the operations mostly took effect."""
+    OPS.clear()
+    _properties_of_smart_sync_copies()
+    rates = {}
+    for kind, floor in MIN_OP_EFFECT.items():
+        counts = OPS.get(kind, {})
+        tried = counts.get("done", 0) + counts.get("refused", 0)
+        assert tried >= 10, (kind, OPS)
+        rates[kind] = counts.get("done", 0) / tried
+        assert rates[kind] >= floor, (kind, rates[kind], OPS)
+    print(f"\nSmart Sync operations' effect rates {rates}")
 
 
 def test_a_copy_fill_is_published_to_observers_as_its_owner_s() -> None:

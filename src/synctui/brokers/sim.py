@@ -120,6 +120,9 @@ class SimBroker:
         self._client_ids: dict[str, str] = {}  # client id -> order id, forever
         self._order_log: dict[str, OrderInfo] = {}  # every order ever accepted
         self._status: dict[str, OrderStatus] = {}
+        # why each rejected order was rejected: a client asking again after a restart
+        # learns the same reason, as from a real broker's order history
+        self._rejects: dict[str, tuple[RejectReason, str]] = {}
         self._next_id = 1
         self._next_fill = 1
         self._listeners: list[Listener] = []
@@ -432,6 +435,7 @@ class SimBroker:
         except OrderRejected as rejected:
             self._order_done(acct, order)
             self._status[order.id] = OrderStatus.REJECTED
+            self._rejects[order.id] = (rejected.reason, rejected.message)
             self._order_touched(order)
             if refuse:
                 raise
@@ -802,6 +806,10 @@ class SimBroker:
         order_id = self._client_ids.get(client_id)
         return self._order_log.get(order_id) if order_id else None
 
+    def reject_reason(self, order_id: str) -> tuple[RejectReason, str] | None:
+        """Why the broker rejected an order it had accepted for matching, if it did."""
+        return self._rejects.get(order_id)
+
     def view(self, account: str) -> AccountView:
         acct = self._account(account)
         positions = []
@@ -841,9 +849,11 @@ class SimBroker:
 
     def restore(self, accounts: list[SimAccount], working: list[SimOrder],
                 counters: tuple[int, int],
-                known: list[tuple[SimOrder, OrderStatus]]) -> None:
+                known: list[tuple[SimOrder, OrderStatus]],
+                rejects: dict[str, tuple[RejectReason, str]] | None = None) -> None:
         """Rebuild from a store: accounts with their positions and settings, the
-        working orders, the id counters, and earlier orders a retry may ask about."""
+        working orders, the id counters, and earlier orders a retry may ask about
+        (with the reasons of those that were rejected)."""
         for acct in accounts:
             acct.orders = {}
             self._accounts[acct.id] = acct
@@ -859,6 +869,7 @@ class SimBroker:
             self._order_log[order.id] = self._info(order)
             if order.client_id is not None:
                 self._client_ids[order.client_id] = order.id
+        self._rejects.update(rejects or {})
         self._next_id, self._next_fill = counters
 
     def today_pnl(self, account: str) -> Decimal:

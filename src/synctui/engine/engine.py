@@ -741,9 +741,9 @@ class Engine:
         if known is not None:
             order_id = known.id
             if broker.order_status(known.id) is OrderStatus.REJECTED:
-                self._fail_copy(intent.group, intent.follower, intent.symbol,
-                                RejectReason.REJECTED,
-                                "the broker rejected the order before the restart",
+                reason, message = broker.reject_reason(known.id) or (
+                    RejectReason.REJECTED, "the broker rejected the order before the restart")
+                self._fail_copy(intent.group, intent.follower, intent.symbol, reason, message,
                                 intent.bracket_of)
                 order_id = None
         else:

@@ -86,7 +86,9 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO meta VALUES ('next_copy', '1');
     """,
     # version 3: the markets a broker trades (SPEC 9); a bracketed copy that failed
-    # (no order id) is remembered, so its entry's exits are not copied either (SPEC 8)
+    # (no order id) is remembered, so its entry's exits are not copied either (SPEC 8);
+    # why the broker rejected an order, so that a restart that finds an intent still
+    # pending reports its copy's failure with the broker's own reason
     """
     ALTER TABLE brokers ADD COLUMN markets TEXT NOT NULL DEFAULT 'futures,perps';
     CREATE TABLE bracketed_v3 (
@@ -95,6 +97,8 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE bracketed;
     ALTER TABLE bracketed_v3 RENAME TO bracketed;
     CREATE INDEX bracketed_leader ON bracketed (leader_order);
+    ALTER TABLE orders ADD COLUMN reject_reason TEXT;
+    ALTER TABLE orders ADD COLUMN reject_message TEXT;
     """,
 )
 

@@ -1,9 +1,17 @@
 """Driving a world with a store: the outbox loop, start-up reconciliation, restart.
 
 After every command: save (the leader event and its intents, in one
-transaction), send the intents, handle what that caused, and save again,
-until nothing is pending. One commit per leader event's fan-out, never one
-per follower order.
+transaction), send the intents, commit what the brokers did, handle what
+that caused, and save again (the intents' outcomes with it), until nothing
+is pending. Two commits per leader event's fan-out, never one per follower
+order.
+
+The brokers' side is committed on its own, first, because a broker is a
+separate system: once it accepted an order, the order exists whether or not
+the engine lives to record it. A crash between the two commits leaves
+intents pending while the brokers hold their orders; the restart resolves
+each by its client order id, and that lookup (with the broker's refusal of a
+repeated client id behind it) is all that keeps the copy single.
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ class Session:
             await self.store.save(self.world)
             if not engine.state.intents and not engine.pending_events:
                 return
-            engine.dispatch()
+            if engine.state.intents:
+                engine.dispatch()
+                await self.store.save_venue(self.world)
             engine.settle()
 
     async def restart(self) -> None:

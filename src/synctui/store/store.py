@@ -27,6 +27,14 @@ from typing import Any
 import aiosqlite
 
 from synctui.brokers.base import Broker
+from synctui.brokers.events import (
+    BrokerEvent,
+    Fill,
+    OrderCancelled,
+    OrderFailed,
+    OrderModified,
+    OrderPlaced,
+)
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimAccount, SimBroker, SimOrder, SimPosition
 from synctui.domain.clock import Clock
@@ -117,8 +125,8 @@ class Store:
                     broker.track_changes()
         if world.engine.state.journal is None:
             world.engine.state.journal = []
-        if new:
-            world.engine.state.journal.append(("groups", None))
+        if new:  # built before anyone listened: groups and copies are written whole
+            world.engine.state.journal.extend([("groups", None), ("copies", None)])
         world.engine.deferred = True
         self._unsubscribe = [world.engine.subscribe(self._observe)]
 
@@ -159,6 +167,31 @@ class Store:
         batch.add("INSERT INTO event_log (at, actor, kind, detail) VALUES (?, ?, ?, ?)",
                   self._log)
         self._log = []
+        await self._commit(batch)
+
+    async def save_venue(self, world: World) -> None:
+        """Commit the brokers' side of a fan-out alone, before the engine's journal.
+
+        The brokers stand for remote systems: once `dispatch` has sent orders, they
+        exist whatever the engine records next. So their changes (orders, fills,
+        accounts, positions, settings, id counters) are written at once, with the
+        broker events not handled yet. That queue is what the last `save` wrote plus
+        the events the fan-out caused, so it matches the brokers' rows. The engine's
+        journal (intent outcomes, links, failures) waits in memory for the next
+        `save`; a crash in between leaves intents pending whose orders the brokers
+        hold, and a restart resolves them by client order id (SPEC 6, STYLE
+        "Exactly-once"), neither sending them again nor calling them failed.
+        """
+        batch = _Batch()
+        for name, broker in world.brokers.items():
+            if isinstance(broker, SimBroker):
+                self._broker(world, name, broker, batch)
+        if batch.steps:
+            self._pending_events(world, batch)
+        await self._commit(batch)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """One transaction, from the one writer."""
         if not batch.steps:
             return
         async with self._writer:
@@ -230,15 +263,20 @@ class Store:
             if stored is not None:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
+        orders = []
+        for o in changes.orders.values():
+            reject = broker.reject_reason(o.id)
+            status = broker.status_of(o.id) or OrderStatus.WORKING
+            orders.append((
+                o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
+                _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
+                o.parent_id, o.role, o.oco_id, status.value,
+                reject[0].value if reject else None, reject[1] if reject else None))
         batch.add(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, price = excluded.price, "
-            "status = excluded.status",
-            [(o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
-              _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
-              o.parent_id, o.role, o.oco_id,
-              (broker.status_of(o.id) or OrderStatus.WORKING).value)
-             for o in changes.orders.values()])
+            "status = excluded.status, reject_reason = excluded.reject_reason, "
+            "reject_message = excluded.reject_message", orders)
         batch.add(
             "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value, str(f.qty),
@@ -385,23 +423,33 @@ class Store:
                 "SELECT * FROM failures ORDER BY id"):
             state.failures.append(Failure(grp, account, symbol, RejectReason(reason), message,
                                           _time(at)))
+        # Broker events not handled yet may be about orders that are no longer working
+        # (a leader fill of a mirrored order, a bracket leg's fill, a mirror's failure):
+        # their links are loaded too, or handling them after a restart would copy a
+        # fill that each follower's own order already made (SPEC 8).
+        pending = [load_event(body) for (body,) in await self._rows(
+            "SELECT body FROM pending_events ORDER BY seq")]
+        about = json.dumps(sorted(_orders_named(pending)))
         for leader_order, follower, order_id in await self._rows(
                 "SELECT m.* FROM mirrors m JOIN orders o ON o.id = m.leader_order "
-                "WHERE o.status = 'working' ORDER BY m.rowid"):
+                "WHERE o.status = 'working' OR m.leader_order IN (SELECT value FROM json_each(?)) "
+                "ORDER BY m.rowid", (about,)):
             ids = state.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
-        # a bracketed entry still working, or whose exits still work
+        # a bracketed entry still working, or whose exits still work (a failed copy of it
+        # has no order id: it is remembered so that the exits are not copied to it)
         for leader_order, follower, order_id in await self._rows(
-                "SELECT * FROM bracketed WHERE leader_order IN (SELECT parent_id FROM orders "
-                "WHERE status = 'working' AND parent_id IS NOT NULL) OR leader_order IN "
-                "(SELECT id FROM orders WHERE status = 'working') ORDER BY rowid"):
+                "SELECT * FROM bracketed WHERE leader_order IN (SELECT coalesce(parent_id, id) "
+                "FROM orders WHERE status = 'working') "  # an entry still working, or its legs
+                "OR leader_order IN (SELECT value FROM json_each(?)) ORDER BY rowid", (about,)):
             ids = state.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
         for order_id, grp in await self._rows(
                 "SELECT c.* FROM copy_orders c JOIN orders o ON o.id = c.order_id "
-                "WHERE o.status = 'working'"):
+                "WHERE o.status = 'working' OR c.order_id IN (SELECT value FROM json_each(?))",
+                (about,)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
                 "SELECT key, seq, body FROM intents WHERE status = 'pending' ORDER BY seq"):
@@ -413,20 +461,23 @@ class Store:
         mirror_ids = {i for links in state.mirrors.values() for ids in links.values()
                       for i in ids}
         known: dict[str, list[tuple[SimOrder, OrderStatus]]] = {name: [] for name in sims}
+        rejects: dict[str, dict[str, tuple[RejectReason, str]]] = {name: {} for name in sims}
         wanted = json.dumps(list(state.intents))
         for r in await self._rows(
                 "SELECT * FROM orders WHERE client_id IN (SELECT value FROM json_each(?))",
                 (wanted,)):
             known[r[1]].append((self._order(r), OrderStatus(r[15])))
+            if r[16] is not None:
+                rejects[r[1]][r[0]] = (RejectReason(r[16]), str(r[17]))
         for r in await self._rows(
                 "SELECT * FROM orders WHERE status != 'working' AND id IN "
                 "(SELECT value FROM json_each(?))", (json.dumps(sorted(mirror_ids)),)):
             known[r[1]].append((self._order(r), OrderStatus(r[15])))
         for name, sim in sims.items():
-            sim.restore(by_broker[name], working[name], counters[name], known[name])
+            sim.restore(by_broker[name], working[name], counters[name], known[name],
+                        rejects[name])
         engine = Engine(brokers, prices, catalog, clock, state=state)
-        engine.requeue([load_event(body) for (body,) in await self._rows(
-            "SELECT body FROM pending_events ORDER BY seq")])
+        engine.requeue(pending)
         custom = [str(r[0]) for r in await self._rows("SELECT symbol FROM instruments")]
         world = World(catalog, prices, brokers, engine, clock, custom=custom)
         self._had_pending_events = True
@@ -455,6 +506,17 @@ class Store:
         for grp, follower, symbol, ratio, sync, cross in settings:
             state.groups.groups[grp].settings[(follower, symbol)] = ContractSetting(
                 int(ratio), bool(sync), cross)
+
+
+def _orders_named(events: Iterable[BrokerEvent]) -> set[str]:
+    """The order ids (and their parents) that broker events speak of."""
+    ids: set[str | None] = set()
+    for event in events:
+        if isinstance(event, Fill):
+            ids.update((event.order_id, event.parent_id))
+        elif isinstance(event, OrderPlaced | OrderModified | OrderCancelled | OrderFailed):
+            ids.update((event.order.id, event.order.parent_id))
+    return {i for i in ids if i is not None}
 
 
 def _time(text: str) -> datetime:
