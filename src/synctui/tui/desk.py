@@ -49,7 +49,11 @@ class Desk:
         building the demo desk into it on first start."""
         if self._given is None:
             store = await Store.open(self.db)
-            self.session = await Session.start(store, self.clock, self._build)
+            try:
+                self.session = await Session.start(store, self.clock, self._build)
+            except BaseException:
+                await store.close()  # its worker thread would keep the process alive
+                raise
             self.world = self.session.world
         if self.demo:
             from synctui.scenario.demo import DemoDriver
@@ -97,7 +101,12 @@ class Desk:
         return lines
 
     async def close(self) -> None:
+        """Save what is left, then close; the store is closed even when that save
+        fails (a full disk), or its worker thread would keep the process alive."""
         if self.session is not None:
-            await self.session.settle()
-            await self.session.store.close()
-            self.session = None
+            session, self.session = self.session, None
+            try:
+                if session.store.failed is None:
+                    await session.settle()
+            finally:
+                await session.store.close()
