@@ -459,10 +459,19 @@ def test_the_dashboard_exits_in_one_line_when_the_disk_fills_during_the_demo(
     first = synctui("--db", str(path), cwd=tmp_path, prefix=run_for(4))
     assert first.returncode != 2, first.stderr[-3000:]
     size = max(path.stat().st_size, 64 * 1024)
+    logged = event_log_rows(path)
     # the demo writes every tick: the WAL soon reaches the limit
     line = one_line(synctui("--db", str(path), cwd=tmp_path, fsize=size + 256 * 1024),
                     str(path))
     assert "disk" in line
+    assert event_log_rows(path) > logged  # saves went through first: it failed mid-session
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def event_log_rows(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM event_log").fetchone()[0])
 
 
 # --- item 10: a foreign SQLite file with a high user_version ------------------------------
