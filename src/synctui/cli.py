@@ -69,6 +69,9 @@ def _dashboard(db: Path | None, scenario: Path | None, seed: int) -> int:
 
     app = make_app(db=db, scenario=scenario, seed=seed)
     app.run()
+    if app.failure is not None:  # a database it could not use: one line, exit 2
+        print(f"synctui: {app.failure}", file=sys.stderr)
+        return 2
     return app.return_code or 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -23,6 +24,8 @@ import platformdirs
 from synctui.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+OPEN_BUSY_MS = 2000  # start-up: how long a lock held by another program is waited for
+BUSY_MS = 5000  # a session: how long a writer waits for a reader's checkpoint and the like
 
 
 class StoreError(Exception):
@@ -34,8 +37,61 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("synctui", appauthor=False)) / "synctui.db"
 
 
-def _inspect(path: Path) -> int | None:
-    """The schema version of an existing synctui database, or None for a new file."""
+def real_path(path: Path) -> Path:
+    """The file itself: absolute, `~` expanded, every symlink and `..` resolved.
+
+    SQLite's URI needs an absolute path, and the one-instance lock must be the
+    same for every name of the file (`x.db`, `./x.db`, a symlink to it).
+    """
+    return Path(os.path.realpath(path.expanduser()))
+
+
+def explain(error: BaseException, shown: Path | str) -> StoreError:
+    """What a person reads when SQLite or the operating system refuses: which file,
+    what happened and what to do, on one line. The one place errors are mapped."""
+    if isinstance(error, StoreError):
+        return error
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", -1) & 0xFF
+        if code == sqlite3.SQLITE_FULL:
+            return StoreError(f"{shown}: the disk is full (the last change was not saved): "
+                              "free some space, then start synctui again")
+        if code == sqlite3.SQLITE_IOERR:
+            return StoreError(f"{shown}: the disk refused a write ({error}; the last change "
+                              "was not saved): check free space and the disk, then start again")
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return StoreError(f"{shown} is locked by another program: close it (an sqlite3 "
+                              "shell, a backup or sync tool), then start synctui again")
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+            return StoreError(f"{shown} is read-only: make it and its folder writable, or "
+                              "give --db a database elsewhere")
+        if code == sqlite3.SQLITE_CANTOPEN:
+            return StoreError(f"cannot open {shown}: check that its folder exists and is "
+                              "writable, or give --db a database elsewhere")
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return StoreError(f"{shown} is corrupt and was left untouched ({error}): "
+                              "restore a backup or move it aside")
+        return StoreError(f"{shown}: database error ({error})")
+    if isinstance(error, OSError):
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return StoreError(f"{shown}: the disk is full ({error.strerror}): free some "
+                              "space, then start synctui again")
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            where = error.filename or shown
+            return StoreError(f"{shown} is read-only ({where}: {error.strerror}): make it and "
+                              "its folder writable, or give --db a database elsewhere")
+        return StoreError(f"{shown}: {error.strerror or error}")
+    return StoreError(f"{shown}: {error}")
+
+
+def _inspect(path: Path, shown: Path) -> int | None:
+    """The schema version of an existing synctui database, or None for a new file.
+
+    After an unclean shutdown (a WAL still holding commits: SQLite removes it when
+    the last connection closes cleanly) the whole-file `integrity_check` runs,
+    which also compares every index with its table; after a clean one the
+    cheaper `quick_check` does, so a start after a clean exit stays fast.
+    """
     wal = path.with_name(path.name + "-wal")
     has_wal = wal.exists() and wal.stat().st_size > 0  # a crash left commits there
     if not path.exists() or (path.stat().st_size == 0 and not has_wal):
@@ -43,7 +99,7 @@ def _inspect(path: Path) -> int | None:
     if path.stat().st_size > 0:
         with path.open("rb") as handle:
             if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                raise StoreError(f"{path} is not a synctui database (it is not an SQLite file)")
+                raise StoreError(f"{shown} is not a synctui database (it is not an SQLite file)")
     try:
         # Read-only. Immutable (no -wal/-shm files made beside a file we may refuse) only
         # when no WAL holds commits: after a crash the WAL is the newest truth, and
@@ -53,16 +109,25 @@ def _inspect(path: Path) -> int | None:
             application = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if application != APPLICATION_ID and (application != 0 or tables):
-                raise StoreError(f"{path} is not a synctui database (another program's SQLite)")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            ours = application == APPLICATION_ID
+            if not ours and (application != 0 or tables or version):
+                raise StoreError(f"{shown} is not a synctui database (another program's "
+                                 "SQLite file): give --db another file")
+            pragma = "integrity_check" if has_wal else "quick_check"
+            check = db.execute(f"PRAGMA {pragma}").fetchone()[0]
     except sqlite3.DatabaseError as error:
-        raise StoreError(f"{path} is corrupt and was left untouched ({error})") from None
+        code = getattr(error, "sqlite_errorcode", -1) & 0xFF
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN,
+                    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR):
+            raise explain(error, shown) from None
+        raise StoreError(f"{shown} is corrupt and was left untouched ({error}): "
+                         "restore a backup or move it aside") from None
     if check != "ok":
-        raise StoreError(f"{path} is corrupt and was left untouched ({check})")
+        raise StoreError(f"{shown} is corrupt and was left untouched ({check}): "
+                         "restore a backup or move it aside")
     if version > SCHEMA_VERSION:
         raise StoreError(
-            f"{path} was written by a newer synctui (schema {version}; this one knows up to "
+            f"{shown} was written by a newer synctui (schema {version}; this one knows up to "
             f"{SCHEMA_VERSION}): upgrade synctui to open it")
     return int(version) if tables else None
 
@@ -70,24 +135,30 @@ def _inspect(path: Path) -> int | None:
 class Lock:
     """An exclusive lock beside the database: two engines would double every copy.
 
-    `flock` on a sidecar file: the kernel releases it when the process dies,
-    even by SIGKILL, so a crash never leaves a stale lock behind.
+    `flock` on a sidecar file named after the real file (symlinks and `./`
+    resolved), so every name of one database meets the same lock. The kernel
+    releases it when the process dies, even by SIGKILL, so a crash never
+    leaves a stale lock behind.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, shown: Path | None = None) -> None:
         self.database = path
+        self.shown = shown or path
         self.path = path.with_name(path.name + ".lock")
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = self.path.open("a", encoding="utf-8")
-        os.chmod(self.path, 0o600)
+        try:
+            handle = self.path.open("a", encoding="utf-8")
+            os.chmod(self.path, 0o600)
+        except OSError as error:
+            raise explain(error, self.shown) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             raise StoreError(
-                f"another synctui is already using {self.database}: "
+                f"another synctui is already using {self.shown}: "
                 "close it first (two would copy every trade twice)") from None
         self._handle = handle
 
@@ -98,55 +169,118 @@ class Lock:
             self._handle = None
 
 
-def _create_private(path: Path) -> None:
-    """Create the directory and an empty database file readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
+def _create_private(path: Path) -> bool:
+    """Create an empty database file readable by the owner only; True if it was made."""
+    if path.exists():
+        return False
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+    return True
 
 
-def _prepare(path: Path) -> tuple[Lock, int | None]:
-    """Lock, inspect and create the file (blocking work, run in a thread)."""
-    path = path.expanduser()
+def _writable(path: Path, shown: Path) -> None:
+    """Refuse a read-only file or folder before SQLite is asked to write in it: SQLite
+    would open a read-only file read-only without a word and fail at the first save."""
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(f"{shown} is in a read-only folder ({folder}): synctui writes its "
+                         "lock and journal beside the database; make the folder writable "
+                         "or give --db a database elsewhere")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"{shown} is read-only: make it writable (chmod u+rw) or give --db "
+                         "a copy elsewhere")
+
+
+def _forget(path: Path) -> None:
+    """Remove a database file this start created and could not finish, with its WAL."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + suffix).unlink()
+
+
+def _prepare(given: Path) -> tuple[Lock, int | None, bool]:
+    """Lock, inspect and create the file (blocking work, run in a thread). Returns the
+    lock, the schema version found, and whether the file was created now."""
+    shown = given.expanduser()
+    path = real_path(given)
     if path.exists() and path.is_dir():
-        raise StoreError(f"{path} is a directory, not a database file")
+        raise StoreError(f"{shown} is a directory, not a database file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as error:
         raise StoreError(f"cannot create {path.parent}: {error.strerror}") from None
-    lock = Lock(path)
+    _writable(path, shown)
+    lock = Lock(path, shown)
     lock.acquire()
     try:
-        version = _inspect(path)
-        _create_private(path)
-    except BaseException:
+        version = _inspect(path, shown)
+        created = _create_private(path)
+    except StoreError:
         lock.release()
         raise
-    return lock, version
+    except BaseException as error:
+        lock.release()
+        if isinstance(error, OSError):
+            raise explain(error, shown) from None
+        raise
+    return lock, version, created
 
 
 async def open_database(path: Path) -> tuple[aiosqlite.Connection, Lock, bool]:
     """Lock, inspect, open, migrate. Returns the connection, its lock, and whether
-    the database is new (holds no world yet)."""
-    lock, version = await asyncio.to_thread(_prepare, path)
+    the database is new (holds no world yet).
+
+    Every failure closes what was opened (aiosqlite's worker thread is not a
+    daemon: a connection left open keeps the process alive) and comes out as a
+    StoreError; a file this start created is removed again.
+    """
+    lock, version, created = await asyncio.to_thread(_prepare, path)
     try:
         db = await aiosqlite.connect(lock.database, isolation_level=None)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await _migrate(db, version or 0)
-            async with db.execute("SELECT count(*) FROM brokers") as cursor:
-                row = await cursor.fetchone()
-            fresh = row is None or row[0] == 0
-        except BaseException:
-            await db.close()
-            raise
-    except BaseException:
+    except BaseException as error:
         lock.release()
+        raise explain(error, lock.shown) if isinstance(error, Exception) else error from None
+    try:
+        # A write lock held by another program is waited for this long, then refused.
+        await db.execute(f"PRAGMA busy_timeout={OPEN_BUSY_MS}")
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await _migrate(db, version or 0)
+        # Take the write lock once now, so a file held by another program is refused at
+        # start-up and not at the first save.
+        await db.execute("BEGIN IMMEDIATE")
+        await db.execute("ROLLBACK")
+        await db.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        async with db.execute("SELECT count(*) FROM brokers") as cursor:
+            row = await cursor.fetchone()
+        fresh = row is None or row[0] == 0
+    except BaseException as error:
+        await close_quietly(db)
+        if created:
+            _forget(lock.database)
+        lock.release()
+        if isinstance(error, Exception):
+            raise explain(error, lock.shown) from None
         raise
     return db, lock, fresh
+
+
+async def close_quietly(db: aiosqlite.Connection) -> None:
+    """Close a connection whatever state it is in: its thread must end."""
+    with contextlib.suppress(Exception):
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+    with contextlib.suppress(Exception):
+        await db.close()
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Undo a failed transaction without hiding why it failed: SQLite may already
+    have rolled it back itself (a full disk or an I/O error at COMMIT do), and a
+    second ROLLBACK would raise `cannot rollback - no transaction is active`."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
 
 
 async def _migrate(db: aiosqlite.Connection, version: int) -> None:
@@ -162,5 +296,5 @@ async def _migrate(db: aiosqlite.Connection, version: int) -> None:
             await db.execute(f"PRAGMA user_version={target}")
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            await rollback(db)
             raise

@@ -56,7 +56,14 @@ from synctui.engine.events import (
 from synctui.engine.state import EngineState, Intent
 from synctui.engine.world import World
 from synctui.store.codec import dump_event, dump_request, load_event, load_request
-from synctui.store.database import Lock, StoreError, open_database
+from synctui.store.database import (
+    Lock,
+    StoreError,
+    close_quietly,
+    explain,
+    open_database,
+    rollback,
+)
 
 Rows = list[tuple[Any, ...]]
 SUB_MARK = "~copy"  # every copy's sub-account id has it; an account id never may
@@ -95,20 +102,31 @@ class Store:
         self._world: World | None = None
         self._unsubscribe: list[Any] = []
         self.commits = 0
+        self.failed: StoreError | None = None  # a save failed: memory and file differ now
 
     @classmethod
     async def open(cls, path: Path) -> Store:
         db, lock, fresh = await open_database(path)
         store = cls(db, lock, path, fresh)
-        async with db.execute("SELECT coalesce(max(seq), 0) FROM intents") as cursor:
-            row = await cursor.fetchone()
+        try:
+            async with db.execute("SELECT coalesce(max(seq), 0) FROM intents") as cursor:
+                row = await cursor.fetchone()
+        except BaseException as error:
+            await store.close()
+            if isinstance(error, Exception):
+                raise explain(error, path) from None
+            raise
         store._intent_seq = int(row[0]) if row else 0
         return store
 
     async def close(self) -> None:
+        """Always ends the connection's thread and releases the lock, even after a
+        failed save: a connection left open would keep the process alive."""
         self.detach()
-        await self.db.close()
-        self._lock.release()
+        try:
+            await close_quietly(self.db)
+        finally:
+            self._lock.release()
 
     # --- following a world ----------------------------------------------------------
 
@@ -154,7 +172,11 @@ class Store:
     # --- saving ---------------------------------------------------------------------------
 
     async def save(self, world: World, *, initial: bool = False) -> None:
-        """Write every change since the last save in one transaction."""
+        """Write every change since the last save in one transaction. After a failed
+        save the store refuses every later one: the failed changes are no longer
+        tracked, so a later save would write a world the engine never had."""
+        if self.failed is not None:
+            raise self.failed
         batch = _Batch()
         if initial:
             self._initial(world, batch)
@@ -195,14 +217,19 @@ class Store:
         if not batch.steps:
             return
         async with self._writer:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                await self.db.execute("BEGIN IMMEDIATE")
                 for sql, rows in batch.steps:
                     await self.db.executemany(sql, rows)
                 await self.db.execute("COMMIT")
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
+            except BaseException as error:
+                # The original error, never the `cannot rollback` of a transaction SQLite
+                # already undid itself (a full disk at COMMIT does that).
+                await rollback(self.db)
+                if not isinstance(error, Exception):
+                    raise
+                self.failed = explain(error, self.path)
+                raise self.failed from None
             self.commits += 1
 
     def _initial(self, world: World, batch: _Batch) -> None:

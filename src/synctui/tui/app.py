@@ -60,6 +60,9 @@ class SyncApp(App[None]):
         self.price_history: dict[str, deque[float]] = {}
         self.theme = "textual-dark"
         self.startup_error: str | None = None
+        # Why the app ended on a database it cannot use (at start or mid-session): the
+        # CLI prints it as one line and exits 2.
+        self.failure: str | None = None
         self.stale = False  # the market moved since the dashboard was last refreshed
 
     def get_default_screen(self) -> Screen[None]:
@@ -71,8 +74,8 @@ class SyncApp(App[None]):
         try:
             await self.desk.open()
         except (StoreError, ScenarioError) as error:
-            self.startup_error = str(error)
-            self.exit(return_code=2, message=f"synctui: {error}")
+            self.startup_error = self.failure = str(error)
+            self.exit(return_code=2)
             return
         for refusal in self.desk.refusals:  # `--scenario` steps refused, as replay lists them
             self.log_action(None, f"scenario step {refusal['step']} refused: "
@@ -96,7 +99,24 @@ class SyncApp(App[None]):
 
     async def on_unmount(self) -> None:
         if self.startup_error is None:
-            await self.desk.close()
+            try:
+                await self.desk.close()
+            except StoreError as error:  # the last save failed: say so, exit 2
+                self.failure = self.failure or str(error)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A save that fails mid-session (a full disk during the demo, a file made
+        read-only) ends the app with its one-line message and exit 2, not a
+        traceback; the store refuses every later save, so nothing half-saved follows."""
+        cause: BaseException | None = error
+        while cause is not None and not isinstance(cause, StoreError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            super()._handle_exception(error)
+            return
+        if self.failure is None:
+            self.failure = str(cause)
+        self.exit(return_code=2)
 
     async def _tick(self) -> None:
         await self.desk.tick()

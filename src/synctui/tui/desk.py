@@ -69,7 +69,7 @@ class Desk:
                     self.refusals = (await play_steps(self.session, scenario.steps)).errors
             except BaseException:
                 self.session = None
-                await store.close()
+                await store.close()  # its worker thread would keep the process alive
                 raise
             self.world = self.session.world
         if self.demo:
@@ -129,10 +129,14 @@ class Desk:
 
     async def close(self) -> None:
         """No tick starts from now on; one in flight finishes first (it holds the
-        lock), then the last changes are saved and the store is closed."""
+        lock), then what is left is saved and the store closed: closed even when that
+        save fails (a full disk), or its worker thread would keep the process alive."""
         self._closing = True
         async with self._lock:
             if self.session is not None:
-                await self.session.settle()
-                await self.session.store.close()
-                self.session = None
+                session, self.session = self.session, None
+                try:
+                    if session.store.failed is None:
+                        await session.settle()
+                finally:
+                    await session.store.close()
