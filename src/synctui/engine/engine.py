@@ -34,7 +34,6 @@ from synctui.domain.copies import Copy, OnStop
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import (
     AddFollowers,
-    ContractSetting,
     Group,
     GroupBook,
     GroupEdit,
@@ -56,9 +55,8 @@ from synctui.domain.orders import (
 )
 from synctui.domain.position import split_fill
 from synctui.domain.prices import PriceBook
-from synctui.domain.reconcile import Drift, drifts_of, expectations
+from synctui.domain.reconcile import Drift
 from synctui.domain.risk import RiskLimits
-from synctui.domain.sizing import opening_qty, proportional_close
 from synctui.engine.events import (
     AccountBreachedEvent,
     AccountFilled,
@@ -69,6 +67,7 @@ from synctui.engine.events import (
     OrderChanged,
     PriceMoved,
 )
+from synctui.engine.ratio import RatioCopier
 from synctui.engine.smart_sync import SmartSync
 from synctui.engine.state import EngineState, Intent
 
@@ -105,6 +104,7 @@ class Engine:
         self._update: dict[tuple[str, str, str], Decimal] | None = None
         self._recording = False  # the brokers are matching a price update right now
         self._unsubscribe = [b.subscribe(self._on_broker_event) for b in self.brokers.values()]
+        self.ratio = RatioCopier(self)
         self.smart = SmartSync(self)
 
     def close(self) -> None:
@@ -119,14 +119,14 @@ class Engine:
         self._observers.append(observer)
         return lambda: self._observers.remove(observer)
 
-    def _publish(self, event: EngineEvent) -> None:
+    def publish(self, event: EngineEvent) -> None:
         for observer in self._observers:
             observer(event)
 
     # --- command plumbing -------------------------------------------------------
 
     @contextmanager
-    def _command(self, cause: str | None = None) -> Iterator[None]:
+    def command(self, cause: str | None = None) -> Iterator[None]:
         """Run a command, then handle what the brokers reported and publish status changes
         (with `cause`, so a log can explain an automatic transition)."""
         if self._before is None:
@@ -147,7 +147,7 @@ class Engine:
             old = before.get(name)
             if old != (group.status, group.reason):
                 self.state.touch("groups")
-                self._publish(GroupChanged(name, group.status, group.reason,
+                self.publish(GroupChanged(name, group.status, group.reason,
                                            old[0] if old else None, self._cause))
         self._cause = None
 
@@ -246,7 +246,7 @@ class Engine:
         self.state.accounts[account] = broker
         self.state.touch("accounts")
 
-    def _native(self, broker: Broker, symbol: str) -> str:
+    def native(self, broker: Broker, symbol: str) -> str:
         return broker.symbols.native(symbol)
 
     @staticmethod
@@ -260,7 +260,7 @@ class Engine:
     # --- market ---------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal) -> None:
-        with self._command():
+        with self.command():
             family = self.prices.set(symbol, price)
             self._update = {}
             self._recording = True
@@ -270,7 +270,7 @@ class Engine:
             finally:
                 self._recording = False
             self._queue.append(PriceUpdated(family))
-            self._publish(PriceMoved(family, price))
+            self.publish(PriceMoved(family, price))
 
     # --- an account's own orders -------------------------------------------------------
 
@@ -283,7 +283,7 @@ class Engine:
         and put back if the order is refused."""
         broker = self.broker_of(account)
         inst = self.catalog.get(symbol)
-        native = self._native(broker, symbol)
+        native = self.native(broker, symbol)
         self._check_traded(broker, native)
         if (qty is None) == (margin is None):
             raise Refused("an order needs either a qty or a margin, not both")
@@ -296,7 +296,7 @@ class Engine:
         if stop_loss is not None or take_profit is not None:
             check_brackets(side, price if price is not None else self.prices.get(symbol),
                            stop_loss, take_profit)
-        with self._command():
+        with self.command():
             saved = None if inst.is_future else broker.leverage_of(account, native)
             try:
                 if margin_mode is not None:
@@ -339,34 +339,34 @@ class Engine:
 
     def modify_order(self, order_id: str, price: Decimal) -> None:
         broker, _info = self._order(order_id)
-        with self._command():
+        with self.command():
             broker.modify_order(order_id, price)
 
     def cancel_order(self, order_id: str) -> None:
         broker, _info = self._order(order_id)
-        with self._command():
+        with self.command():
             broker.cancel_order(order_id)
 
     def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
         broker = self.broker_of(account)
-        native = self._native(broker, symbol)
-        with self._command():
+        native = self.native(broker, symbol)
+        with self.command():
             broker.set_leverage(account, native, leverage)
 
     def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
         broker = self.broker_of(account)
-        native = self._native(broker, symbol)
-        with self._command():
+        native = self.native(broker, symbol)
+        with self.command():
             broker.adjust_margin(account, native, amount)
 
     def reset_breach(self, account: str) -> None:
         broker = self.broker_of(account)
-        with self._command():
+        with self.command():
             broker.reset_breach(account)
 
     # --- groups -------------------------------------------------------------------------
 
-    def _breached(self, account: str | None) -> bool:
+    def breached(self, account: str | None) -> bool:
         return account is not None and self.broker_of(account).is_breached(account)
 
     def _known(self, accounts: list[str]) -> None:
@@ -380,46 +380,46 @@ class Engine:
                      followers: list[str] | None = None) -> None:
         followers = list(followers or [])
         self._known(([leader] if leader else []) + followers)
-        with self._command():
-            self.state.groups.create(name, leader, followers, self._breached(leader))
+        with self.command():
+            self.state.groups.create(name, leader, followers, self.breached(leader))
             self.state.touch("groups")
 
     def set_leader(self, group: str, account: str) -> None:
         self._known([account])
-        with self._command("a leader was assigned"):
-            self.state.groups.set_leader(group, account, self._breached(account))
+        with self.command("a leader was assigned"):
+            self.state.groups.set_leader(group, account, self.breached(account))
             self.state.touch("groups")
 
     def remove_leader(self, group: str) -> None:
-        with self._command("the leader was removed"):
+        with self.command("the leader was removed"):
             self.state.groups.remove_leader(group)
             self.state.touch("groups")
 
     def add_followers(self, group: str, accounts: list[str]) -> None:
         self._known(accounts)
-        with self._command("followers were added"):
+        with self.command("followers were added"):
             leader = self.state.groups.get(group).leader
-            self.state.groups.add_followers(group, accounts, self._breached(leader))
+            self.state.groups.add_followers(group, accounts, self.breached(leader))
             self.state.touch("groups")
 
     def remove_followers(self, group: str, accounts: list[str]) -> None:
-        with self._command("followers were removed"):
+        with self.command("followers were removed"):
             self.state.groups.remove_followers(group, accounts)
             self.state.touch("groups")
 
     def activate(self, group: str) -> None:
-        with self._command("activated by hand"):
+        with self.command("activated by hand"):
             leader = self.state.groups.get(group).leader
-            self.state.groups.activate(group, self._breached(leader))
+            self.state.groups.activate(group, self.breached(leader))
             self.state.touch("groups")
 
     def pause(self, group: str) -> None:
-        with self._command():
+        with self.command():
             self.state.groups.pause(group)
             self.state.touch("groups")
 
     def set_ratio(self, group: str, follower: str, symbol: str, ratio: Decimal | int) -> None:
-        with self._command():
+        with self.command():
             self.state.groups.set_ratio(group, follower, symbol, ratio, self.catalog)
             self.state.touch("groups")
 
@@ -427,47 +427,28 @@ class Engine:
         """Sync off withdraws the follower's working mirrors in that contract, so an
         entry copied earlier cannot fill after the follower stopped copying. Bracket
         exits stay: they protect what the follower holds."""
-        with self._command():
+        with self.command():
             self.state.groups.set_sync(group, follower, symbol, on, self.catalog)
             self.state.touch("groups")
             if not on:
                 g = self.state.groups.get(group)
                 for account in [follower] if follower else list(g.followers):
-                    self._withdraw_mirrors(g, account, symbol)
-
-    def _withdraw_mirrors(self, group: Group, follower: str, symbol: str) -> None:
-        if group.leader is None:
-            return
-        leader_broker = self.broker_of(group.leader)
-        leader_native = self._native(leader_broker, symbol)
-        broker = self.broker_of(follower)
-        for leader_order, links in self.state.mirrors.items():
-            ids = links.get(follower)
-            if not ids:
-                continue
-            info = leader_broker.order(leader_order)
-            if info is not None and info.symbol != leader_native:
-                continue
-            for order_id in ids:
-                mirror = broker.order(order_id)
-                if mirror is not None and self._catalog_symbol(mirror) == group.traded_symbol(
-                        follower, symbol):
-                    broker.cancel_order(order_id)
+                    self.ratio.withdraw_mirrors(g, account, symbol)
 
     def set_cross(self, group: str, follower: str, symbol: str, to: str | None) -> None:
-        with self._command():
+        with self.command():
             g = self.state.groups.get(group)
             holds = False
             if follower in g.followers:
                 broker = self.broker_of(follower)
-                native = self._native(broker, g.traded_symbol(follower, symbol))
+                native = self.native(broker, g.traded_symbol(follower, symbol))
                 holds = (broker.position(follower, native) != 0
                          or bool(broker.working_orders(follower, native)))
             target = None if to is None or to == symbol else to
             if (target is not None and follower in g.followers
                     and self.catalog.get(target).family == self.catalog.get(symbol).family):
                 broker = self.broker_of(follower)
-                if not broker.trades(self._native(broker, target)):
+                if not broker.trades(self.native(broker, target)):
                     raise Refused(f"cannot cross {symbol} to {target}: broker {broker.name!r} "
                                   f"of {follower!r} does not trade {target}")
             self.state.groups.set_cross(group, follower, symbol, to, self.catalog, holds)
@@ -475,75 +456,12 @@ class Engine:
 
     # --- reconciliation (SPEC 9) ---------------------------------------------------------
 
-    def _positions(self, account: str) -> dict[str, Decimal]:
-        """An account's signed positions by catalog symbol."""
-        broker = self.broker_of(account)
-        return {broker.symbols.catalog(p.symbol): p.qty for p in broker.view(account).positions}
-
     def out_of_sync(self, group: str | None = None) -> list[Drift]:
-        """Every synced ratio follower of an active group with a leader that does not hold
-        ratio x the leader's position (through its cross), in group, follower and
-        catalog order."""
-        found: list[Drift] = []
-        for g in self.state.groups.groups.values():
-            if (group is not None and g.name != group) or g.leader is None \
-                    or g.status is not GroupStatus.ACTIVE:
-                continue
-            leader = self._positions(g.leader)
-            for follower in g.followers:
-                found.extend(drifts_of(g, follower, leader, self._positions(follower),
-                                       self.catalog))
-        return found
+        """Synced ratio followers of active groups that do not hold what they should."""
+        return self.ratio.out_of_sync(group)
 
     def resync(self, group: str, follower: str, symbol: str) -> None:
-        """Send the market orders that bring a follower to its expected position in a
-        contract: a close of the wrong side first, then the open (each may fail on its
-        own); no brackets. Refused unless the follower is a synced ratio follower of an
-        active group; a no-op when it is in sync."""
-        g = self.state.groups.get(group)
-        self.catalog.get(symbol)
-        if follower not in g.followers:
-            kind = "a Smart Sync copy" if follower in g.copies else "not a ratio follower"
-            raise Refused(f"{follower!r} is {kind} of group {group!r}: only ratio followers "
-                          "are resynced")
-        if g.status is not GroupStatus.ACTIVE or g.leader is None:
-            raise Refused(f"group {group!r} is not active: resync copies nothing")
-        setting = g.setting(follower, symbol)
-        if not setting.sync:
-            raise Refused(f"{follower!r} is not synced for {symbol}: turn sync on to resync")
-        traded = setting.cross or symbol
-        held = self._positions(follower)
-        wanted = expectations(g, follower, self._positions(g.leader), held, self.catalog)
-        expected = wanted.get(traded, (symbol, Decimal(0)))[1]
-        actual = held.get(traded, Decimal(0))
-        if expected == actual:
-            return
-        broker = self.broker_of(follower)
-        native = self._native(broker, traded)
-        with self._command():
-            self.state.resyncs += 1
-            self.state.touch("resync")
-            tag = f"resync-{self.state.resyncs}"
-            if not broker.trades(native):
-                self.unsupported(group, follower, broker, traded)
-                return
-            opening = expected
-            if actual != 0 and (expected == 0 or (expected > 0) != (actual > 0)):
-                self._send(g, follower, traded, OrderRequest(
-                    symbol=native, side=Side.closing(actual), qty=abs(actual),
-                    reduce_only=True, client_id=copy_key(tag, follower, traded, "close")))
-            elif actual != 0:
-                if abs(expected) < abs(actual):
-                    self._send(g, follower, traded, OrderRequest(
-                        symbol=native, side=Side.closing(actual),
-                        qty=abs(actual) - abs(expected), reduce_only=True,
-                        client_id=copy_key(tag, follower, traded, "close")))
-                    return
-                opening = expected - actual
-            if opening != 0:
-                self._send(g, follower, traded, OrderRequest(
-                    symbol=native, side=Side.BUY if opening > 0 else Side.SELL,
-                    qty=abs(opening), client_id=copy_key(tag, follower, traded, "open")))
+        self.ratio.resync(group, follower, symbol)
 
     # --- Smart Sync (SPEC 5) -------------------------------------------------------------
 
@@ -571,7 +489,7 @@ class Engine:
     def apply_group_edits(self, group: str, edits: Sequence[GroupEdit]) -> None:
         """Save staged edits: all of them, or (refused) none."""
         self.preview_group_edits(group, edits)
-        with self._command("; ".join(edit.describe() for edit in edits)):
+        with self.command("; ".join(edit.describe() for edit in edits)):
             self._apply_edits(self.state.groups, group, edits)
             self.state.touch("groups")
 
@@ -585,17 +503,17 @@ class Engine:
     def _apply_edit(self, book: GroupBook, group: str, edit: GroupEdit) -> None:
         if isinstance(edit, SetLeader):
             self._known([edit.account])
-            book.set_leader(group, edit.account, self._breached(edit.account))
+            book.set_leader(group, edit.account, self.breached(edit.account))
         elif isinstance(edit, RemoveLeader):
             book.remove_leader(group)
         elif isinstance(edit, AddFollowers):
             self._known(list(edit.accounts))
             book.add_followers(group, list(edit.accounts),
-                               self._breached(book.get(group).leader))
+                               self.breached(book.get(group).leader))
         elif isinstance(edit, RemoveFollowers):
             book.remove_followers(group, list(edit.accounts))
         elif edit.active:
-            book.activate(group, self._breached(book.get(group).leader))
+            book.activate(group, self.breached(book.get(group).leader))
         else:
             book.pause(group)
 
@@ -608,7 +526,7 @@ class Engine:
         """Close every position and cancel every order of every member, leader included.
         These exits are not copied: every member is flattened directly."""
         g = self.state.groups.get(group)
-        with self._command():
+        with self.command():
             self._flatten_members(g)
 
     def _flatten_members(self, group: Group) -> None:
@@ -618,7 +536,7 @@ class Engine:
 
     def cancel_orders(self, group: str) -> None:
         g = self.state.groups.get(group)
-        with self._command():
+        with self.command():
             for account in self._members(g):
                 self.broker_of(account).cancel_all(account)
 
@@ -626,13 +544,13 @@ class Engine:
         """One account, one symbol: cancel its working orders there and close at market.
         On a leader this is an exit like any other, and is copied (SPEC 8)."""
         broker = self.broker_of(account)
-        native = self._native(broker, symbol)
-        with self._command():
+        native = self.native(broker, symbol)
+        with self.command():
             broker.close_position(account, native, FillCause.FLATTEN)
 
     def emergency_stop(self) -> None:
         """Flatten All on every group, then pause every group that has a leader."""
-        with self._command():
+        with self.command():
             for group in self.state.groups.groups.values():
                 self._flatten_members(group)
             self._drain()
@@ -648,19 +566,19 @@ class Engine:
             self._on_fill(event)
         elif isinstance(event, OrderPlaced):
             self._order_changed(event.order, "placed")
-            self._on_leader_order(event.order)
+            self.ratio.on_leader_order(event.order)
         elif isinstance(event, OrderModified):
             self._order_changed(event.order, "modified")
-            self._on_leader_modify(event.order)
+            self.ratio.on_leader_modify(event.order)
         elif isinstance(event, OrderCancelled):
             self._order_changed(event.order, "cancelled")
             if event.reason in MIRRORED_CANCELS:
-                self._on_leader_cancel(event.order)
+                self.ratio.on_leader_cancel(event.order)
         elif isinstance(event, OrderFailed):
             self._order_changed(event.order, "failed")
             group = self.state.copy_group.get(event.order.id)
             if group is not None:
-                self._fail(group, event.order.account, self._catalog_symbol(event.order),
+                self.fail(group, event.order.account, self._catalog_symbol(event.order),
                            event.reason, event.message)
         elif isinstance(event, PriceUpdated):
             self.smart.check_stops()
@@ -672,7 +590,7 @@ class Engine:
                 else:
                     self.smart.on_margin(led, event)
         elif isinstance(event, AccountBreached):
-            self._publish(AccountBreachedEvent(event.account, event.rule))
+            self.publish(AccountBreachedEvent(event.account, event.rule))
             led = self.state.groups.group_led_by(event.account)
             if led is not None:
                 self.state.groups.pause(led.name, PauseReason.LEADER_BREACHED)
@@ -683,7 +601,7 @@ class Engine:
 
     def _order_changed(self, order: OrderInfo, change: str) -> None:
         if self._observers:
-            self._publish(OrderChanged(order.account, order.id, self._catalog_symbol(order),
+            self.publish(OrderChanged(order.account, order.id, self._catalog_symbol(order),
                                        order.side, order.type, order.qty, order.price, change))
 
     def _active_group_led_by(self, account: str) -> Group | None:
@@ -692,31 +610,23 @@ class Engine:
             return None
         return group
 
-    def _fail(self, group: str, account: str, symbol: str, reason: RejectReason,
-              message: str) -> None:
-        failure = Failure(group, self.owner(account), symbol, reason, message, self.clock.now())
-        self.state.add_failure(failure)
-        self._publish(CopyFailed(failure))
-
-    def _fail_copy(self, group: str, follower: str, symbol: str, reason: RejectReason,
-                   message: str, bracket_of: str | None) -> None:
+    def fail(self, group: str, account: str, symbol: str, reason: RejectReason,
+             message: str, bracket_of: str | None = None) -> None:
         """A copy that failed. When it copied a bracketed entry, the entry's exits are
         not copied to that follower either (SPEC 8: a bracket leg belongs to its entry)."""
         if bracket_of is not None:
-            self.state.mark_bracketed(bracket_of, follower, None)
-        self._fail(group, follower, symbol, reason, message)
+            self.state.mark_bracketed(bracket_of, account, None)
+        failure = Failure(group, self.owner(account), symbol, reason, message, self.clock.now())
+        self.state.add_failure(failure)
+        self.publish(CopyFailed(failure))
 
     def unsupported(self, group: str, follower: str, broker: Broker, symbol: str,
                     bracket_of: str | None = None) -> None:
         """A copy for a market the follower's broker does not trade: not sent (SPEC 9)."""
-        self._fail_copy(group, follower, symbol, RejectReason.UNSUPPORTED_INSTRUMENT,
+        self.fail(group, follower, symbol, RejectReason.UNSUPPORTED_INSTRUMENT,
                         f"broker {broker.name!r} does not trade {symbol}", bracket_of)
 
-    def _send(self, group: Group, follower: str, symbol: str, request: OrderRequest,
-              mirror_of: str | None = None, bracket_of: str | None = None) -> None:
-        self._send_for(group.name, follower, symbol, request, mirror_of, bracket_of)
-
-    def _send_for(self, group: str, follower: str, symbol: str, request: OrderRequest,
+    def send(self, group: str, follower: str, symbol: str, request: OrderRequest,
                   mirror_of: str | None = None, bracket_of: str | None = None) -> None:
         """Queue a follower (or copy) order as an intent; `dispatch` sends it."""
         assert request.client_id is not None
@@ -743,17 +653,17 @@ class Engine:
             if broker.order_status(known.id) is OrderStatus.REJECTED:
                 reason, message = broker.reject_reason(known.id) or (
                     RejectReason.REJECTED, "the broker rejected the order before the restart")
-                self._fail_copy(intent.group, intent.follower, intent.symbol, reason, message,
+                self.fail(intent.group, intent.follower, intent.symbol, reason, message,
                                 intent.bracket_of)
                 order_id = None
         else:
             try:
                 order_id = broker.place_order(intent.follower, intent.request)
             except OrderRejected as rejected:
-                self._fail_copy(intent.group, intent.follower, intent.symbol, rejected.reason,
+                self.fail(intent.group, intent.follower, intent.symbol, rejected.reason,
                                 rejected.message, intent.bracket_of)
             except Refused as refused:
-                self._fail_copy(intent.group, intent.follower, intent.symbol,
+                self.fail(intent.group, intent.follower, intent.symbol,
                                 RejectReason.REJECTED, refused.message, intent.bracket_of)
         if order_id is not None:
             outcome = (intent.group, self.owner(intent.follower), intent.symbol)
@@ -770,7 +680,7 @@ class Engine:
         smart_copy = self.state.copy_of_sub(fill.account)
         if smart_copy is not None:
             if self._observers:
-                self._publish(AccountFilled(smart_copy.account, symbol, fill.side, fill.qty,
+                self.publish(AccountFilled(smart_copy.account, symbol, fill.side, fill.qty,
                                             fill.price, fill.realized, fill.fee, fill.cause,
                                             smart_copy.group, True, fill.at, smart=True))
             self.smart.check_stops([fill.account])
@@ -782,163 +692,12 @@ class Engine:
             if owner is None:
                 led = self.state.groups.group_led_by(fill.account)
                 owner = led.name if led else None
-            self._publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
+            self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
                                         fill.realized, fill.fee, fill.cause, owner, copied,
                                         fill.at))
         if group is None or fill.cause is FillCause.GROUP_FLATTEN:
             return
-        handled: set[str] = set()
-        if fill.order_id is not None:
-            for follower, ids in self.state.mirrors.get(fill.order_id, {}).items():
-                if self._holds_mirror(follower, ids):
-                    handled.add(follower)
-        if fill.parent_id is not None:
-            handled.update(self.state.bracketed.get(fill.parent_id, {}))
         closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
-        for follower in group.followers:
-            setting = group.setting(follower, symbol)
-            if setting.sync and follower not in handled:
-                self._copy_fill(group, follower, setting, symbol, fill, closed, opened)
+        self.ratio.on_leader_fill(group, fill, symbol, closed, opened)
         self.smart.on_leader_fill(group, fill, symbol, closed, opened)
 
-    def _holds_mirror(self, follower: str, ids: list[str]) -> bool:
-        """A follower holds a mirror that works, filled or failed (its one outcome).
-
-        A mirror its own broker cancelled (a reduce-only close with nothing left
-        to reduce) is not held: the leader's fill reaches that follower as a
-        market copy, whose close does nothing on a flat position but whose
-        opening part keeps the follower with the leader.
-        """
-        if not ids:
-            return True  # placement failed: the failure was its outcome
-        broker = self.broker_of(follower)
-        return any(broker.order_status(i) is not OrderStatus.CANCELLED for i in ids)
-
-    def _copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
-                   fill: Fill, closed: Decimal, opened: Decimal) -> None:
-        """Closes proportionally (never opening a flat follower), opens qty x ratio."""
-        broker = self.broker_of(follower)
-        traded = setting.cross or symbol
-        inst = self.catalog.get(traded)
-        native = self._native(broker, traded)
-        has_brackets = fill.stop_loss is not None or fill.take_profit is not None
-        bracket_of = fill.order_id if has_brackets else None
-        if not broker.trades(native):
-            if opened:  # it can hold nothing there, so there is nothing to close
-                self.unsupported(group.name, follower, broker, traded, bracket_of)
-            return
-        current, base = self.close_basis(broker, follower, native)
-        if closed:
-            qty = proportional_close(current, base, self.leader_base(fill), closed,
-                                     closed >= abs(fill.position_before), inst)
-            if qty > 0:
-                self._send(group, follower, traded, OrderRequest(
-                    symbol=native, side=fill.side, qty=qty, reduce_only=True,
-                    client_id=copy_key(fill.id, follower, "close")))
-        if opened:
-            qty = opening_qty(opened, setting.ratio, inst)
-            if qty < inst.min_qty:
-                self._fail_copy(group.name, follower, traded, RejectReason.REJECTED,
-                                f"{opened} x {setting.ratio} is below the {traded} minimum",
-                                bracket_of)
-                return
-            self._send(group, follower, traded, OrderRequest(
-                symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
-                take_profit=fill.take_profit, client_id=copy_key(fill.id, follower, "open")),
-                bracket_of=bracket_of)
-
-    def _on_leader_order(self, order: OrderInfo) -> None:
-        """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""
-        if order.parent_id is not None:
-            return  # a bracket: each follower's copy carries its own
-        group = self._active_group_led_by(order.account)
-        if group is None:
-            return
-        assert order.price is not None
-        leader_broker = self.brokers[order.broker]
-        symbol = leader_broker.symbols.catalog(order.symbol)
-        held = leader_broker.position(order.account, order.symbol)
-        closed, opened = split_fill(held, order.side.signed(order.qty))
-        for follower in group.followers:
-            setting = group.setting(follower, symbol)
-            if not setting.sync:
-                continue
-            broker = self.broker_of(follower)
-            traded = setting.cross or symbol
-            inst = self.catalog.get(traded)
-            native = self._native(broker, traded)
-            if not broker.trades(native):
-                if opened:
-                    self.state.start_mirror(order.id, follower)
-                    bracketed = order.stop_loss is not None or order.take_profit is not None
-                    self.unsupported(group.name, follower, broker, traded,
-                                     order.id if bracketed else None)
-                continue
-            requests: list[OrderRequest] = []
-            if closed:
-                mine = broker.position(follower, native)
-                qty = proportional_close(mine, mine, held, closed, closed >= abs(held), inst)
-                if qty > 0:
-                    requests.append(OrderRequest(
-                        symbol=native, side=order.side, qty=qty, type=order.type,
-                        price=order.price, reduce_only=True,
-                        client_id=copy_key(order.id, follower, "close")))
-            if opened:
-                requests.append(OrderRequest(
-                    symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),
-                    type=order.type, price=order.price, stop_loss=order.stop_loss,
-                    take_profit=order.take_profit,
-                    client_id=copy_key(order.id, follower, "open")))
-            if requests:
-                self.state.start_mirror(order.id, follower)
-            for request in requests:
-                bracketed = request.stop_loss is not None or request.take_profit is not None
-                self._send(group, follower, traded, request, mirror_of=order.id,
-                           bracket_of=order.id if bracketed else None)
-
-    def _live_mirrors(self, order: OrderInfo) -> Iterator[tuple[str, Broker, str]]:
-        """Mirrors that a leader's modify or cancel still reaches (SPEC 8).
-
-        A leader bracket leg's mirror is the follower's leg of the same role on
-        the follower's copy of the bracketed order.
-        """
-        group = self._active_group_led_by(order.account)
-        if group is None:
-            return
-        if order.parent_id is not None:
-            links = self.state.bracketed.get(order.parent_id, {})
-        else:
-            links = self.state.mirrors.get(order.id, {})
-        for follower, ids in links.items():
-            if follower not in group.followers:
-                continue
-            broker = self.broker_of(follower)
-            if order.parent_id is not None:
-                parents = set(ids)
-                for leg in broker.working_orders(follower):
-                    if leg.parent_id in parents and leg.role == order.role:
-                        yield group.name, broker, leg.id
-                continue
-            for order_id in ids:
-                if broker.order(order_id) is not None:
-                    yield group.name, broker, order_id
-
-    def _on_leader_modify(self, order: OrderInfo) -> None:
-        assert order.price is not None
-        for group, broker, order_id in list(self._live_mirrors(order)):
-            mirror = broker.order(order_id)
-            if mirror is None:
-                continue
-            try:
-                broker.modify_order(order_id, order.price)
-            except OrderRejected as rejected:
-                self._fail(group, mirror.account, self._catalog_symbol(mirror), rejected.reason,
-                           rejected.message)
-            except Refused as refused:
-                self._fail(group, mirror.account, self._catalog_symbol(mirror),
-                           RejectReason.REJECTED, refused.message)
-
-    def _on_leader_cancel(self, order: OrderInfo) -> None:
-        for _group, broker, order_id in list(self._live_mirrors(order)):
-            if broker.order(order_id) is not None:
-                broker.cancel_order(order_id)

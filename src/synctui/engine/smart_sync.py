@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from synctui.brokers.base import Broker, OrderRequest
 from synctui.brokers.events import Fill, LeverageChanged, MarginAdjusted
@@ -22,10 +21,8 @@ from synctui.domain.margin import order_margin
 from synctui.domain.orders import FillCause, MarginMode, Side
 from synctui.domain.risk import RiskLimits
 from synctui.domain.sizing import fund_usage, margin_sync_delta, proportional_close, smart_qty
+from synctui.engine.context import CopyContext
 from synctui.engine.events import CopyChanged
-
-if TYPE_CHECKING:
-    from synctui.engine.engine import Engine
 
 ZERO = Decimal(0)
 
@@ -37,27 +34,27 @@ def _amount(value: Decimal, what: str) -> Decimal:
 
 
 class SmartSync:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, ctx: CopyContext) -> None:
+        self.ctx = ctx
 
     # --- commands -------------------------------------------------------------------
 
     def follow(self, group: str, account: str, mode: str, investment: Decimal,
                copy_open_positions: bool = False, stop_loss: Decimal | None = None,
                on_stop: OnStop = OnStop.CLOSE) -> Copy:
-        engine = self.engine
+        ctx = self.ctx
         if mode != "smart_sync":
             raise Refused(f"follow mode must be smart_sync, not {mode!r}")
-        g = engine.state.groups.get(group)
-        broker = engine.broker_of(account)
-        if account in engine.state.subs:
+        g = ctx.state.groups.get(group)
+        broker = ctx.broker_of(account)
+        if account in ctx.state.subs:
             raise Refused(f"{account!r} is a copy, not an account")
         if g.leader == account:
             raise Refused(f"account {account!r} leads group {group!r} and cannot copy it")
         if account in g.followers:
             raise Refused(f"account {account!r} follows group {group!r} in ratio mode: "
                           "remove it first to switch to Smart Sync")
-        existing = engine.state.copies.get((group, account))
+        existing = ctx.state.copies.get((group, account))
         if existing is not None and existing.status is not CopyStatus.ENDED:
             raise Refused(f"account {account!r} already copies group {group!r}")
         investment = _amount(investment, "investment")
@@ -69,19 +66,19 @@ class SmartSync:
         if investment > available:
             raise Refused(f"account {account!r} has {available.normalize():f} available, "
                           f"less than the investment {investment}")
-        with engine._command(f"{account} followed in Smart Sync"):
-            sub = f"{account}~copy{engine.state.next_copy}"
-            engine.state.next_copy += 1
+        with ctx.command(f"{account} followed in Smart Sync"):
+            sub = f"{account}~copy{ctx.state.next_copy}"
+            ctx.state.next_copy += 1
             broker.open_account(sub, ZERO, RiskLimits())
             broker.fund(account, -investment)
             broker.fund(sub, investment)
             copy = Copy(group, account, sub, investment, copy_open_positions, stop_loss,
                         on_stop)
-            engine.state.put_copy(copy)
+            ctx.state.put_copy(copy)
             g.copies.add(account)
-            engine.state.groups.on_follower_added(g, engine._breached(g.leader))
-            engine.state.touch("groups")
-            engine._publish(CopyChanged(group, account, copy.status, "followed"))
+            ctx.state.groups.on_follower_added(g, ctx.breached(g.leader))
+            ctx.state.touch("groups")
+            ctx.publish(CopyChanged(group, account, copy.status, "followed"))
             if copy_open_positions and g.status is GroupStatus.ACTIVE and g.leader:
                 self._copy_open_positions(g, copy)
         return copy
@@ -90,7 +87,7 @@ class SmartSync:
         """Each open leader position, as if the leader had just opened it at the
         current price (usage = that position's margin / leader equity)."""
         assert group.leader is not None
-        leader_broker = self.engine.broker_of(group.leader)
+        leader_broker = self.ctx.broker_of(group.leader)
         view = leader_broker.view(group.leader)
         for pos in view.positions:
             symbol = leader_broker.symbols.catalog(pos.symbol)
@@ -101,24 +98,24 @@ class SmartSync:
 
     def unfollow(self, group: str, account: str) -> None:
         """Close the copy's positions at market, return its funds, end it."""
-        engine = self.engine
+        ctx = self.ctx
         copy = self._copy(group, account)
         if copy.status is CopyStatus.ENDED:
             raise Refused(f"account {account!r} no longer copies group {group!r}")
-        g = engine.state.groups.get(group)
-        with engine._command(f"{account} unfollowed"):
-            broker = engine.broker_of(copy.sub)
+        g = ctx.state.groups.get(group)
+        with ctx.command(f"{account} unfollowed"):
+            broker = ctx.broker_of(copy.sub)
             broker.close_all(copy.sub, FillCause.UNFOLLOW)
             self._return_funds(copy)
             copy.status = CopyStatus.ENDED
-            engine.state.put_copy(copy)
+            ctx.state.put_copy(copy)
             g.copies.discard(account)
-            engine.state.groups.on_follower_removed(g)
-            engine.state.touch("groups")
-            engine._publish(CopyChanged(group, account, copy.status, "unfollowed"))
+            ctx.state.groups.on_follower_removed(g)
+            ctx.state.touch("groups")
+            ctx.publish(CopyChanged(group, account, copy.status, "unfollowed"))
 
     def set_investment(self, group: str, account: str, investment: Decimal) -> None:
-        engine = self.engine
+        ctx = self.ctx
         copy = self._copy(group, account)
         if copy.status is CopyStatus.ENDED:
             raise Refused(f"account {account!r} no longer copies group {group!r}")
@@ -127,7 +124,7 @@ class SmartSync:
         investment = _amount(investment, "investment")
         if investment < MIN_INVESTMENT:
             raise Refused(f"the investment must be at least {MIN_INVESTMENT}")
-        broker = engine.broker_of(account)
+        broker = ctx.broker_of(account)
         delta = investment - copy.investment
         if delta > 0 and delta > broker.available(account):
             raise Refused(f"account {account!r} has {broker.available(account).normalize():f} "
@@ -138,36 +135,36 @@ class SmartSync:
             if -delta > spare or investment < used:
                 raise Refused(f"the copy has {max(spare, ZERO).normalize():f} available: it "
                               f"cannot give back {-delta}")
-        with engine._command():
+        with ctx.command():
             broker.fund(account, -delta)
             broker.fund(copy.sub, delta)
             copy.investment = investment
-            engine.state.put_copy(copy)
-            engine._publish(CopyChanged(group, account, copy.status, "investment"))
+            ctx.state.put_copy(copy)
+            ctx.publish(CopyChanged(group, account, copy.status, "investment"))
             if delta > 0:
                 self._retry_leverage(copy)
 
     def set_stop_loss(self, group: str, account: str, stop_loss: Decimal | None,
                       on_stop: OnStop = OnStop.CLOSE) -> None:
         """Change the total stop loss (None: no stop loss) and what a stop does."""
-        engine = self.engine
+        ctx = self.ctx
         copy = self._copy(group, account)
         if copy.status is CopyStatus.ENDED:
             raise Refused(f"account {account!r} no longer copies group {group!r}")
         if stop_loss is not None and _amount(stop_loss, "stop loss") <= 0:
             raise Refused("the total stop loss must be a positive amount")
         on_stop = OnStop(on_stop)
-        with engine._command():
+        with ctx.command():
             copy.stop_loss = stop_loss
             copy.on_stop = on_stop
-            engine.state.put_copy(copy)
-            engine._publish(CopyChanged(group, account, copy.status, "stop loss"))
+            ctx.state.put_copy(copy)
+            ctx.publish(CopyChanged(group, account, copy.status, "stop loss"))
             if copy.status is CopyStatus.ACTIVE and stop_loss is not None:
                 self.check_stops([copy.sub])
 
     def _copy(self, group: str, account: str) -> Copy:
-        self.engine.state.groups.get(group)
-        copy = self.engine.state.copies.get((group, account))
+        self.ctx.state.groups.get(group)
+        copy = self.ctx.state.copies.get((group, account))
         if copy is None:
             raise Refused(f"account {account!r} does not copy group {group!r}")
         return copy
@@ -175,7 +172,7 @@ class SmartSync:
     def _return_funds(self, copy: Copy) -> None:
         if copy.funds_returned:
             return
-        broker = self.engine.broker_of(copy.sub)
+        broker = self.ctx.broker_of(copy.sub)
         funds = broker.view(copy.sub).balance
         broker.fund(copy.sub, -funds)
         broker.fund(copy.account, funds)
@@ -184,7 +181,7 @@ class SmartSync:
     # --- copying fills ------------------------------------------------------------------
 
     def active_copies(self, group: Group) -> list[Copy]:
-        copies = self.engine.state.copies
+        copies = self.ctx.state.copies
         return [c for a in sorted(group.copies) if (c := copies.get((group.name, a)))
                 and c.mirrors]
 
@@ -195,32 +192,32 @@ class SmartSync:
 
     def _copy_fill(self, copy: Copy, fill: Fill, symbol: str, closed: Decimal,
                    opened: Decimal) -> None:
-        engine = self.engine
-        broker = engine.broker_of(copy.sub)
+        ctx = self.ctx
+        broker = ctx.broker_of(copy.sub)
         native = broker.symbols.native(symbol)
-        inst = engine.catalog.get(symbol)
-        bracketed = engine.state.bracketed
+        inst = ctx.catalog.get(symbol)
+        bracketed = ctx.state.bracketed
         if fill.parent_id is not None and bracketed.get(fill.parent_id, {}).get(copy.sub) == []:
             return  # its copy of this exit's entry failed (SPEC 8: a leg belongs to its entry)
         has_brackets = fill.stop_loss is not None or fill.take_profit is not None
         bracket_of = fill.order_id if has_brackets else None
         if not broker.trades(native):
             if opened:
-                engine.unsupported(copy.group, copy.sub, broker, symbol, bracket_of)
+                ctx.unsupported(copy.group, copy.sub, broker, symbol, bracket_of)
             return
         freed = ZERO
         spent = ZERO  # what the queued close will cost: fees and slippage
-        held, base = engine.close_basis(broker, copy.sub, native)
+        held, base = ctx.close_basis(broker, copy.sub, native)
         if closed:
-            qty = proportional_close(held, base, engine.leader_base(fill), closed,
+            qty = proportional_close(held, base, ctx.leader_base(fill), closed,
                                      closed >= abs(fill.position_before), inst)
             if qty > 0:
                 if qty == abs(held):
                     freed = broker.position_margin(copy.sub, native)
                 spent = broker.close_cost(native, qty)
-                engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
+                ctx.send(copy.group, copy.sub, symbol, OrderRequest(
                     symbol=native, side=fill.side, qty=qty, reduce_only=True,
-                    client_id=engine.key(fill.id, copy.sub, "close")))
+                    client_id=ctx.key(fill.id, copy.sub, "close")))
         if opened:
             leverage = fill.leverage or 1
             margin = order_margin(inst, opened, fill.price, leverage)
@@ -236,25 +233,25 @@ class SmartSync:
         In a reversal the close is still queued: `freed` is the margin it will free
         and `spent` its fees and slippage, so the open is sized on the copy as it
         will be once closed."""
-        engine = self.engine
-        broker = engine.broker_of(copy.sub)
+        ctx = self.ctx
+        broker = ctx.broker_of(copy.sub)
         native = broker.symbols.native(symbol)
-        inst = engine.catalog.get(symbol)
+        inst = ctx.catalog.get(symbol)
         lev = 1
         if not inst.is_future and leverage is not None:
             lev = self._sync_setting(copy, broker, native, leverage, mode)
-        price = engine.prices.get(symbol)
+        price = ctx.prices.get(symbol)
         available = broker.available(copy.sub) + freed - spent
         qty = smart_qty(broker.equity(copy.sub) - spent, usage, inst, price, lev)
         if qty < inst.min_qty:
             qty = inst.min_qty
         if order_margin(inst, qty, price, lev) > available:
-            engine._fail_copy(copy.group, copy.sub, symbol, RejectReason.INSUFFICIENT_MARGIN,
+            ctx.fail(copy.group, copy.sub, symbol, RejectReason.INSUFFICIENT_MARGIN,
                               f"the copy has {max(available, ZERO).normalize():f} available, "
                               f"less than the margin of {qty} {symbol}", bracket_of)
             return
-        engine._send_for(copy.group, copy.sub, symbol, OrderRequest(
-            symbol=native, side=side, qty=qty, client_id=engine.key(event, copy.sub, "open")),
+        ctx.send(copy.group, copy.sub, symbol, OrderRequest(
+            symbol=native, side=side, qty=qty, client_id=ctx.key(event, copy.sub, "open")),
             bracket_of=bracket_of)
 
     def _sync_setting(self, copy: Copy, broker: Broker, native: str, leverage: int,
@@ -274,15 +271,15 @@ class SmartSync:
         return leverage
 
     def _leverage_failed(self, copy: Copy, native: str, leverage: int, message: str) -> None:
-        broker = self.engine.broker_of(copy.sub)
+        broker = self.ctx.broker_of(copy.sub)
         symbol = broker.symbols.catalog(native)
         copy.pending_leverage[symbol] = leverage
-        self.engine.state.put_copy(copy)
-        self.engine._fail(copy.group, copy.account, symbol, RejectReason.LEVERAGE_SYNC_FAILED,
+        self.ctx.state.put_copy(copy)
+        self.ctx.fail(copy.group, copy.account, symbol, RejectReason.LEVERAGE_SYNC_FAILED,
                           message)
 
     def _retry_leverage(self, copy: Copy) -> None:
-        broker = self.engine.broker_of(copy.sub)
+        broker = self.ctx.broker_of(copy.sub)
         for symbol, leverage in list(copy.pending_leverage.items()):
             native = broker.symbols.native(symbol)
             try:
@@ -290,16 +287,16 @@ class SmartSync:
             except Refused:
                 continue
             del copy.pending_leverage[symbol]
-            self.engine.state.put_copy(copy)
+            self.ctx.state.put_copy(copy)
 
     # --- leverage and margin sync ------------------------------------------------------------
 
     def on_leverage(self, group: Group, event: LeverageChanged) -> None:
         """The copy's position takes the leader's new leverage (SPEC 5, 8)."""
-        leader_broker = self.engine.brokers[event.broker]
+        leader_broker = self.ctx.brokers[event.broker]
         symbol = leader_broker.symbols.catalog(event.symbol)
         for copy in self.active_copies(group):
-            broker = self.engine.broker_of(copy.sub)
+            broker = self.ctx.broker_of(copy.sub)
             native = broker.symbols.native(symbol)
             copy.pending_leverage.pop(symbol, None)
             try:
@@ -309,10 +306,10 @@ class SmartSync:
 
     def on_margin(self, group: Group, event: MarginAdjusted) -> None:
         """A copy adjusts its isolated margin by `copy margin x delta / M` (SPEC 5)."""
-        leader_broker = self.engine.brokers[event.broker]
+        leader_broker = self.ctx.brokers[event.broker]
         symbol = leader_broker.symbols.catalog(event.symbol)
         for copy in self.active_copies(group):
-            broker = self.engine.broker_of(copy.sub)
+            broker = self.ctx.broker_of(copy.sub)
             native = broker.symbols.native(symbol)
             if broker.position(copy.sub, native) == 0:
                 continue
@@ -327,7 +324,7 @@ class SmartSync:
                 try:
                     broker.adjust_margin(copy.sub, native, delta)
                 except Refused as refused:
-                    self.engine._fail(copy.group, copy.account, symbol,
+                    self.ctx.fail(copy.group, copy.account, symbol,
                                       RejectReason.MARGIN_SYNC_FAILED, refused.message)
             elif delta < 0:
                 floor = broker.isolated_floor(copy.sub, native)
@@ -339,13 +336,13 @@ class SmartSync:
 
     def check_stops(self, subs: list[str] | None = None) -> None:
         """Total stop loss on realized + unrealized PnL, on every price update and fill."""
-        engine = self.engine
-        for copy in list(engine.state.copies.values()):
+        ctx = self.ctx
+        for copy in list(ctx.state.copies.values()):
             if copy.status is not CopyStatus.ACTIVE or copy.stop_loss is None:
                 continue
             if subs is not None and copy.sub not in subs:
                 continue
-            broker = engine.broker_of(copy.sub)
+            broker = ctx.broker_of(copy.sub)
             pnl = broker.equity(copy.sub) - copy.investment
             if pnl > -copy.stop_loss:
                 continue
@@ -353,15 +350,15 @@ class SmartSync:
             if copy.on_stop is OnStop.CLOSE:
                 broker.close_all(copy.sub, FillCause.COPY_STOP)
                 self._return_funds(copy)
-            engine.state.put_copy(copy)
-            engine._publish(CopyChanged(copy.group, copy.account, copy.status, "stopped"))
+            ctx.state.put_copy(copy)
+            ctx.publish(CopyChanged(copy.group, copy.account, copy.status, "stopped"))
 
     # --- group actions -------------------------------------------------------------------------
 
     def flatten(self, group: Group) -> None:
         """Flatten All and Emergency Stop close copies' positions too (SPEC 5)."""
-        copies = self.engine.state.copies
+        copies = self.ctx.state.copies
         for account in sorted(group.copies):
             copy = copies.get((group.name, account))
             if copy is not None and copy.status is not CopyStatus.ENDED:
-                self.engine.broker_of(copy.sub).close_all(copy.sub, FillCause.GROUP_FLATTEN)
+                self.ctx.broker_of(copy.sub).close_all(copy.sub, FillCause.GROUP_FLATTEN)
