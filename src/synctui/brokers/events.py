@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from synctui.domain.errors import RejectReason
-from synctui.domain.orders import FillCause, MarginMode, OrderType, Side
+from synctui.domain.orders import CancelReason, FillCause, MarginMode, OrderType, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class OrderModified:
 @dataclass(frozen=True, slots=True)
 class OrderCancelled:
     order: OrderInfo
-    reason: str
+    reason: CancelReason
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,15 @@ from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import whole_number
 from synctui.domain.instruments import ALL_MARKETS, Catalog, Instrument, Market
 from synctui.domain.margin import isolated_liquidated, maintenance_margin, order_margin
-from synctui.domain.orders import FillCause, MarginMode, OrderStatus, OrderType, Side
+from synctui.domain.orders import (
+    CancelReason,
+    FillCause,
+    MarginMode,
+    OrderStatus,
+    OrderType,
+    Side,
+    transition,
+)
 from synctui.domain.position import apply_fill, split_fill, unrealized_pnl
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits, RiskState
@@ -304,6 +312,10 @@ class SimBroker:
         self._rest(acct, order)
         return order.id
 
+    def _set_status(self, order_id: str, status: OrderStatus) -> None:
+        """Every status change goes through the lifecycle's transition table."""
+        self._status[order_id] = transition(self._status.get(order_id), status)
+
     def _new_id(self) -> str:
         order_id = f"{self.name}-{self._next_id}"
         self._next_id += 1
@@ -313,7 +325,7 @@ class SimBroker:
         if order.client_id is not None:
             self._client_ids[order.client_id] = order.id
         self._order_log[order.id] = self._info(order)
-        self._status[order.id] = OrderStatus.WORKING
+        self._set_status(order.id, OrderStatus.WORKING)
         self._order_touched(order)
 
     def _rest(self, acct: SimAccount, order: SimOrder) -> None:
@@ -368,12 +380,12 @@ class SimBroker:
 
     def cancel_order(self, order_id: str) -> None:
         order = self._working(order_id)
-        self._cancel(order, "cancelled")
+        self._cancel(order, CancelReason.REQUESTED)
 
-    def _cancel(self, order: SimOrder, reason: str) -> None:
+    def _cancel(self, order: SimOrder, reason: CancelReason) -> None:
         acct = self._accounts[order.account]
         self._take_off(acct, order)
-        self._status[order.id] = OrderStatus.CANCELLED
+        self._set_status(order.id, OrderStatus.CANCELLED)
         self._order_touched(order)
         self._emit(OrderCancelled(self._info(order), reason))
 
@@ -386,7 +398,7 @@ class SimBroker:
         wanted = None if symbol is None else self.symbols.catalog(symbol)
         for order in list(acct.orders.values()):
             if wanted is None or order.symbol == wanted:
-                self._cancel(order, "cancelled")
+                self._cancel(order, CancelReason.REQUESTED)
 
     # --- fills --------------------------------------------------------------
 
@@ -424,9 +436,9 @@ class SimBroker:
         if order.reduce_only:
             if pos is None or (held > 0) == (order.side is Side.BUY):
                 self._order_done(acct, order)
-                self._status[order.id] = OrderStatus.CANCELLED
+                self._set_status(order.id, OrderStatus.CANCELLED)
                 self._order_touched(order)
-                self._emit(OrderCancelled(self._info(order), "nothing to reduce"))
+                self._emit(OrderCancelled(self._info(order), CancelReason.NOTHING_TO_REDUCE))
                 return
             qty = min(qty, abs(held))
         sized = order if qty == order.qty else replace(order, qty=qty)
@@ -434,7 +446,7 @@ class SimBroker:
             self._check_affordable(acct, sized, price)
         except OrderRejected as rejected:
             self._order_done(acct, order)
-            self._status[order.id] = OrderStatus.REJECTED
+            self._set_status(order.id, OrderStatus.REJECTED)
             self._rejects[order.id] = (rejected.reason, rejected.message)
             self._order_touched(order)
             if refuse:
@@ -442,7 +454,7 @@ class SimBroker:
             self._emit(OrderFailed(self._info(order), rejected.reason, rejected.message))
             return
         self._order_done(acct, order)
-        self._status[order.id] = OrderStatus.FILLED
+        self._set_status(order.id, OrderStatus.FILLED)
         self._order_touched(order)
         self._fill(acct, inst, order.side, qty, price, cause, order)
 
@@ -451,7 +463,7 @@ class SimBroker:
         if order.oco_id is not None:
             sibling = self._orders.get(order.oco_id)
             if sibling is not None:
-                self._cancel(sibling, "oco")
+                self._cancel(sibling, CancelReason.OCO)
 
     def _fill(self, acct: SimAccount, inst: Instrument, side: Side, qty: Decimal,
               price: Decimal, cause: FillCause, order: SimOrder | None,
@@ -519,7 +531,7 @@ class SimBroker:
         """A reduce-only order still working when its position goes flat is cancelled (SPEC 8)."""
         for other in list(acct.orders.values()):
             if other.symbol == symbol and other.reduce_only and other.id in self._orders:
-                self._cancel(other, "position closed")
+                self._cancel(other, CancelReason.POSITION_CLOSED)
 
     def _place_brackets(self, acct: SimAccount, parent: SimOrder, qty: Decimal) -> None:
         """Stop loss and take profit become reduce-only OCO exits for the opened qty."""
@@ -554,7 +566,7 @@ class SimBroker:
         catalog_symbol = self._traded(symbol).symbol
         for order in list(acct.orders.values()):
             if order.symbol == catalog_symbol and order.id in self._orders:
-                self._cancel(order, "flatten")
+                self._cancel(order, CancelReason.FLATTEN)
         self._close(acct, catalog_symbol, cause, slip=True)
 
     def close_all(self, account: str, cause: FillCause) -> None:
@@ -860,7 +872,7 @@ class SimBroker:
         for order in working:
             self._accounts[order.account].orders[order.id] = order
             self._orders[order.id] = order
-            self._status[order.id] = OrderStatus.WORKING
+            self._set_status(order.id, OrderStatus.WORKING)
             self._order_log[order.id] = self._info(order)
             if order.client_id is not None:
                 self._client_ids[order.client_id] = order.id

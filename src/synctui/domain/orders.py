@@ -54,10 +54,62 @@ class FillCause(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    WORKING = "working"
+    """An order's lifecycle at its broker. The moves allowed are in `TRANSITIONS`, as in
+    NautilusTrader's `OrderStatus::transition`: anything else is an error, so a broker
+    that reports a filled order cancelled (or a fill after a cancel) is caught where it
+    happens instead of corrupting a copy later."""
+
+    SUBMITTED = "submitted"  # sent, not acknowledged yet
+    WORKING = "working"  # accepted and resting (a market order: accepted, filling)
+    PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
     REJECTED = "rejected"  # refused, or could not be afforded when it reached its price
+
+
+TRANSITIONS: dict[OrderStatus | None, frozenset[OrderStatus]] = {
+    None: frozenset({OrderStatus.SUBMITTED, OrderStatus.WORKING, OrderStatus.REJECTED}),
+    OrderStatus.SUBMITTED: frozenset({
+        OrderStatus.WORKING, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+        OrderStatus.CANCELLED, OrderStatus.REJECTED}),
+    OrderStatus.WORKING: frozenset({
+        OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED,
+        OrderStatus.REJECTED}),
+    OrderStatus.PARTIALLY_FILLED: frozenset({
+        OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED}),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+}
+
+
+class InvalidTransition(Exception):
+    """A move the order lifecycle does not allow: a bug in a broker or the engine."""
+
+
+def transition(current: OrderStatus | None, new: OrderStatus) -> OrderStatus:
+    """`new`, when an order may move there from `current` (None: a new order)."""
+    if new not in TRANSITIONS[current]:
+        raise InvalidTransition(f"an order cannot go from {current or 'new'} to {new}")
+    return new
+
+
+class CancelReason(StrEnum):
+    """Why a broker cancelled an order. The engine mirrors some to followers (the
+    leader cancelled, or flattened the symbol) and not others (an OCO sibling, a
+    reduce-only order whose position is gone: those happen at each follower's own
+    broker), so engine and broker share these codes instead of spelling strings alike."""
+
+    REQUESTED = "cancelled"  # the account asked (or a mirror of the leader's cancel)
+    FLATTEN = "flatten"  # Flatten Position cancels the symbol's orders first
+    OCO = "oco"  # its bracket sibling filled
+    POSITION_CLOSED = "position closed"  # reduce-only, and its position went flat
+    NOTHING_TO_REDUCE = "nothing to reduce"  # reduce-only, with nothing to reduce at its fill
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether a leader's order cancelled for this reason cancels its mirrors."""
+        return self in (CancelReason.REQUESTED, CancelReason.FLATTEN)
 
 
 def check_brackets(side: Side, entry: Decimal, stop_loss: Decimal | None,

@@ -71,10 +71,6 @@ from synctui.engine.ratio import RatioCopier
 from synctui.engine.smart_sync import SmartSync
 from synctui.engine.state import EngineState, Intent
 
-# Cancellations of a leader order that its mirrors follow. The others (an OCO
-# sibling, a flat position) happen at each follower's own broker.
-MIRRORED_CANCELS = frozenset({"cancelled", "flatten"})
-
 Observer = Callable[[EngineEvent], None]
 
 
@@ -572,7 +568,7 @@ class Engine:
             self.ratio.on_leader_modify(event.order)
         elif isinstance(event, OrderCancelled):
             self._order_changed(event.order, "cancelled")
-            if event.reason in MIRRORED_CANCELS:
+            if event.reason.mirrored:
                 self.ratio.on_leader_cancel(event.order)
         elif isinstance(event, OrderFailed):
             self._order_changed(event.order, "failed")
