@@ -8,6 +8,7 @@ being told (the engine queues them), which keeps matching loops simple.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -25,6 +26,7 @@ from synctui.brokers.events import (
     OrderModified,
     OrderPlaced,
 )
+from synctui.brokers.faults import FaultModel, FaultSettings
 from synctui.brokers.naming import NamingScheme, SymbolMap
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
@@ -46,6 +48,7 @@ from synctui.domain.risk import RiskLimits, RiskState
 
 ZERO = Decimal(0)
 DEFAULT_LEVERAGE = 10
+NO_FAULTS = FaultSettings()
 
 
 @dataclass(slots=True)
@@ -110,6 +113,7 @@ class BrokerSettings:
     slippage_ticks: Decimal = ZERO
     naming: NamingScheme = NamingScheme.PLAIN
     markets: frozenset[Market] = ALL_MARKETS  # what it trades (SPEC 9)
+    faults: FaultSettings = NO_FAULTS  # seeded faults (SPEC 9)
 
 
 class SimBroker:
@@ -135,6 +139,14 @@ class SimBroker:
         self._next_fill = 1
         self._listeners: list[Listener] = []
         self.changes: BrokerChanges | None = None  # tracked while a store listens
+        self.faults = FaultModel(self.settings.faults)
+        # client id -> the broker's decision on its first request (rejected or not), so
+        # that a retry after a timeout draws no fault and meets the same decision
+        self._decided: dict[str, bool] = {}
+        # Disconnected, nothing passes between engine and broker; the market goes on and
+        # what the broker reports meanwhile is held, and reported on reconnect (SPEC 9).
+        self.connected = True
+        self.held: list[BrokerEvent] = []
 
     # --- plumbing -----------------------------------------------------------
 
@@ -143,8 +155,26 @@ class SimBroker:
         return lambda: self._listeners.remove(listener)
 
     def _emit(self, event: BrokerEvent) -> None:
+        if not self.connected:
+            self.held.append(event)
+            return
         for listener in self._listeners:
             listener(event)
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def reconnect(self) -> None:
+        """Back online: what happened meanwhile is reported now, in order."""
+        self.connected = True
+        held, self.held = self.held, []
+        for event in held:
+            self._emit(event)
+
+    def _online(self) -> None:
+        if not self.connected:
+            raise Refused(f"broker {self.name!r} is disconnected: nothing reaches it until "
+                          "it reconnects")
 
     def track_changes(self) -> None:
         self.changes = BrokerChanges()
@@ -273,6 +303,23 @@ class SimBroker:
     # --- orders -------------------------------------------------------------
 
     def place_order(self, account: str, request: OrderRequest) -> str:
+        """Place an order. A follower's order (it has a client id) meets the fault model
+        once: it may time out (having reached the broker or not; `BrokerTimeout`) and may
+        be rejected; a retry with the same client id draws nothing more."""
+        self._online()
+        client_id = request.client_id
+        if client_id is None or client_id in self._decided or not self.faults.settings.any:
+            return self._place(account, request, reject=self._decided.get(client_id or ""))
+        timeout = self.faults.times_out()
+        reject = self._decided[client_id] = self.faults.rejects()
+        if timeout is None:
+            return self._place(account, request, reject)
+        if timeout.reached:
+            with contextlib.suppress(Refused):
+                self._place(account, request, reject)
+        raise timeout
+
+    def _place(self, account: str, request: OrderRequest, reject: bool | None) -> str:
         acct = self._account(account)
         inst = self._traded(request.symbol)
         if request.client_id is not None and request.client_id in self._client_ids:
@@ -301,6 +348,13 @@ class SimBroker:
             raise OrderRejected(
                 RejectReason.REJECTED,
                 f"reduce-only {request.side} has no {inst.symbol} position to reduce")
+        if reject:
+            self._remember(order)
+            self._set_status(order.id, OrderStatus.REJECTED)
+            message = f"broker {self.name!r} rejected the order"
+            self._rejects[order.id] = (RejectReason.REJECTED, message)
+            self._order_touched(order)
+            raise OrderRejected(RejectReason.REJECTED, message)
         if request.type is OrderType.MARKET or self._marketable(order, current):
             fill_price = current
             if request.type is not OrderType.LIMIT:
@@ -456,7 +510,10 @@ class SimBroker:
         self._order_done(acct, order)
         self._set_status(order.id, OrderStatus.FILLED)
         self._order_touched(order)
-        self._fill(acct, inst, order.side, qty, price, cause, order)
+        parts = 1
+        if order.client_id is not None:  # a follower's order may fill in pieces (SPEC 9)
+            parts = self.faults.parts(int(qty / inst.qty_step))
+        self._fill(acct, inst, order.side, qty, price, cause, order, parts=parts)
 
     def _order_done(self, acct: SimAccount, order: SimOrder) -> None:
         self._take_off(acct, order)
@@ -467,11 +524,15 @@ class SimBroker:
 
     def _fill(self, acct: SimAccount, inst: Instrument, side: Side, qty: Decimal,
               price: Decimal, cause: FillCause, order: SimOrder | None,
-              check_risk: bool = True) -> None:
+              check_risk: bool = True, parts: int = 1) -> None:
         """Apply one fill to the account and report it. Margin is already checked.
 
         `check_risk` is off while a liquidation closes several positions: the
-        liquidation finishes at the update price before the risk rules look."""
+        liquidation finishes at the update price before the risk rules look.
+        `parts` > 1 reports the fill in that many pieces at the same price (SPEC 9's
+        partial fills): the books take the whole at once, so the pieces change no
+        average, margin or balance a single fill would not; their fees and realized
+        PnL add up to the whole's exactly."""
         symbol = inst.symbol
         pos = acct.positions.get(symbol)
         held = pos.qty if pos else ZERO
@@ -499,27 +560,38 @@ class SimBroker:
                                                      seq=self._next_fill)
             else:
                 pos.qty, pos.avg, pos.margin = outcome.qty, outcome.avg_price, margin
-        fill_id = f"{self.name}-f{self._next_fill}"
-        self._next_fill += 1
         self._touched(acct, symbol)
-        fill = Fill(
-            id=fill_id, broker=self.name, account=acct.id, symbol=self.symbols.native(symbol),
-            side=side,
-            qty=qty, price=price, fee=fee, realized=outcome.realized, cause=cause,
-            position_before=held, position_after=outcome.qty, equity_before=equity_before,
-            leverage=None if inst.is_future else leverage,
-            margin_mode=None if inst.is_future else mode,
-            order_id=order.id if order else None,
-            client_id=order.client_id if order else None,
-            parent_id=order.parent_id if order else None,
-            role=order.role if order else None,
-            stop_loss=order.stop_loss if order else None,
-            take_profit=order.take_profit if order else None,
-            at=self.clock.now(),
-        )
-        if self.changes is not None:
-            self.changes.fills.append(fill)
-        self._emit(fill)
+        step = inst.qty_step
+        steps = int(qty / step)
+        sizes = [qty] if parts <= 1 else [
+            (steps // parts + (1 if i < steps % parts else 0)) * step for i in range(parts)]
+        before, realized_left, at = held, outcome.realized, self.clock.now()
+        for index, size in enumerate(sizes):
+            last = index == len(sizes) - 1
+            realized = realized_left if last else outcome.realized * size / qty
+            realized_left -= realized
+            after = outcome.qty if last else before + side.signed(size)
+            fill = Fill(
+                id=f"{self.name}-f{self._next_fill}", broker=self.name, account=acct.id,
+                symbol=self.symbols.native(symbol), side=side, qty=size, price=price,
+                fee=fee if last and len(sizes) == 1 else size * self.settings.fee_per_contract,
+                realized=realized, cause=cause,
+                position_before=before, position_after=after, equity_before=equity_before,
+                leverage=None if inst.is_future else leverage,
+                margin_mode=None if inst.is_future else mode,
+                order_id=order.id if order else None,
+                client_id=order.client_id if order else None,
+                parent_id=order.parent_id if order else None,
+                role=order.role if order else None,
+                stop_loss=order.stop_loss if order else None,
+                take_profit=order.take_profit if order else None,
+                at=at,
+            )
+            self._next_fill += 1
+            before = after
+            if self.changes is not None:
+                self.changes.fills.append(fill)
+            self._emit(fill)
         if outcome.qty == 0 or (outcome.closed and outcome.opened):
             self._cancel_reduce_only(acct, symbol)
         if order is not None and outcome.opened and (order.stop_loss or order.take_profit):

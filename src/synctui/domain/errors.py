@@ -25,6 +25,7 @@ class RejectReason(StrEnum):
     MARGIN_SYNC_FAILED = "margin_sync_failed"
     REJECTED = "rejected"
     UNSUPPORTED_INSTRUMENT = "unsupported_instrument"
+    EXPIRED = "expired"
 
 
 REASON_TEXT: dict[RejectReason, str] = {
@@ -34,6 +35,7 @@ REASON_TEXT: dict[RejectReason, str] = {
     RejectReason.MARGIN_SYNC_FAILED: "the margin change could not be copied",
     RejectReason.REJECTED: "the broker rejected the order",
     RejectReason.UNSUPPORTED_INSTRUMENT: "the broker does not trade this contract",
+    RejectReason.EXPIRED: "the copy waited for its broker longer than the signal expiry",
 }
 
 

@@ -57,6 +57,8 @@ class Group:
     followers: list[str] = field(default_factory=list)
     status: GroupStatus = GroupStatus.NOT_CONFIGURED
     reason: PauseReason | None = None
+    # seconds a copy may wait for a disconnected broker before it fails `expired` (SPEC 9)
+    signal_expiry: Decimal | None = None
     # (follower, leader symbol) -> setting; absent means the default.
     settings: dict[tuple[str, str], ContractSetting] = field(default_factory=dict)
     # Smart Sync copies that have not ended count as followers (SPEC 4).

@@ -65,6 +65,12 @@ class CopyContext(Protocol):
         """A copy for a market the follower's broker does not trade: not sent."""
     def publish(self, event: EngineEvent) -> None: ...
 
+    def connected(self, account: str) -> bool:
+        """Whether the account's broker is reachable now (SPEC 9)."""
+    def wait(self, group: str, account: str, action: str, fill: Fill | None = None,
+             order_id: str | None = None, price: Decimal | None = None) -> None:
+        """Keep something for a follower at a disconnected broker, for its reconnect."""
+
     def close_basis(self, broker: Broker, account: str, native: str) -> tuple[Decimal, Decimal]:
         """An account's position now, and the one a proportional close is sized on."""
     def leader_base(self, fill: Fill) -> Decimal:

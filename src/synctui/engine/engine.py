@@ -13,6 +13,8 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from synctui.brokers.base import Broker, OrderRequest
@@ -29,6 +31,7 @@ from synctui.brokers.events import (
     OrderPlaced,
     PriceUpdated,
 )
+from synctui.brokers.faults import BrokerTimeout
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.copies import Copy, OnStop
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
@@ -69,7 +72,7 @@ from synctui.engine.events import (
 )
 from synctui.engine.ratio import RatioCopier
 from synctui.engine.smart_sync import SmartSync
-from synctui.engine.state import EngineState, Intent
+from synctui.engine.state import EngineState, Intent, Waiting
 
 Observer = Callable[[EngineEvent], None]
 
@@ -159,10 +162,14 @@ class Engine:
         self._draining = True
         try:
             while True:
-                if self.state.intents:
+                if self._sendable():
                     if self.deferred:
                         return
                     self.dispatch()
+                    continue
+                ready = self._ready_waiting()
+                if ready is not None:
+                    self._resume(ready)
                     continue
                 if not self._queue:
                     self._publish_status_changes()
@@ -174,7 +181,120 @@ class Engine:
     def settle(self) -> bool:
         """Go on handling events after a dispatch. True when all is handled."""
         self._drain()
-        return not self._queue and not self.state.intents
+        return self.idle
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to send, resume or handle (intents for a disconnected broker wait)."""
+        return not self._queue and not self._sendable() and self._ready_waiting() is None
+
+    def _sendable(self) -> list[Intent]:
+        return [i for i in self.state.intents.values() if self.connected(i.follower)]
+
+    def _ready_waiting(self) -> Waiting | None:
+        for item in self.state.waiting.values():
+            if self.brokers[item.broker].connected:
+                return item
+        return None
+
+    # --- disconnected brokers (SPEC 9) ----------------------------------------------------
+
+    def connected(self, account: str) -> bool:
+        return self.broker_of(account).connected
+
+    def _broker_named(self, name: str) -> Broker:
+        try:
+            return self.brokers[name]
+        except KeyError:
+            raise Refused(f"there is no broker named {name!r}") from None
+
+    def disconnect(self, broker: str) -> None:
+        """Nothing passes between engine and broker until it reconnects: copies for its
+        accounts wait, its own reports are held. A repeated disconnect is a no-op."""
+        b = self._broker_named(broker)
+        if b.connected:
+            with self.command():
+                b.disconnect()
+
+    def reconnect(self, broker: str) -> None:
+        """What waited is done in order (each copy sized now), then what the broker did
+        meanwhile is reported and handled. A repeated reconnect is a no-op."""
+        b = self._broker_named(broker)
+        if not b.connected:
+            with self.command(f"broker {broker} reconnected"):
+                b.reconnect()
+
+    def wait(self, group: str, account: str, action: str, fill: Fill | None = None,
+             order_id: str | None = None, price: Decimal | None = None) -> None:
+        """Keep something for a follower whose broker is disconnected, for its reconnect."""
+        broker = self.broker_of(account)
+        ref = fill.id if fill is not None else (order_id or "")
+        self.state.add_waiting(Waiting(
+            copy_key("wait", action, account, ref), broker.name, group, account, action,
+            self.clock.now(), fill, order_id, price))
+
+    def _expired(self, group: str, at: datetime | None) -> bool:
+        g = self.state.groups.groups.get(group)
+        if g is None or g.signal_expiry is None or at is None:
+            return False
+        age = self.clock.now() - at
+        seconds = Decimal(age.days * 86400 + age.seconds) + Decimal(age.microseconds) / 10**6
+        return seconds > g.signal_expiry
+
+    def _resume(self, item: Waiting) -> None:
+        self.state.finish_waiting(item.key)
+        broker = self.broker_of(item.account)
+        if item.action == "fill":
+            assert item.fill is not None
+            self._resume_fill(item, item.fill)
+            return
+        try:
+            if item.action == "close_all":
+                broker.close_all(item.account, FillCause.GROUP_FLATTEN)
+            elif item.action == "cancel_all":
+                broker.cancel_all(item.account)
+            elif item.order_id is None or broker.order(item.order_id) is None:
+                return  # the order is done: nothing left to modify or cancel
+            elif item.action == "cancel":
+                broker.cancel_order(item.order_id)
+            elif item.action == "modify" and item.price is not None:
+                broker.modify_order(item.order_id, item.price)
+        except Refused as refused:
+            symbol = ""
+            if item.order_id is not None and (info := broker.order(item.order_id)):
+                symbol = broker.symbols.catalog(info.symbol)
+            self.fail(item.group, item.account, symbol, getattr(
+                refused, "reason", RejectReason.REJECTED), refused.message)
+
+    def _resume_fill(self, item: Waiting, fill: Fill) -> None:
+        """A leader fill a follower missed while its broker was away: copied now, sized
+        against its position now, if it is still eligible (SPEC 9)."""
+        group = self.state.groups.groups.get(item.group)
+        if group is None or group.status is not GroupStatus.ACTIVE:
+            return
+        symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
+        closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
+        has_brackets = fill.stop_loss is not None or fill.take_profit is not None
+        copy = self.state.copy_of_sub(item.account)
+        if copy is not None:
+            if not copy.mirrors or copy.account not in group.copies:
+                return
+            if self._expired(item.group, item.at):
+                self.fail(item.group, item.account, symbol, RejectReason.EXPIRED,
+                          "the copy waited for its broker past the signal expiry",
+                          fill.order_id if has_brackets else None)
+                return
+            self.smart.copy_fill(copy, fill, symbol, closed, opened)
+            return
+        setting = group.setting(item.account, symbol)
+        if item.account not in group.followers or not setting.sync:
+            return
+        if self._expired(item.group, item.at):
+            self.fail(item.group, item.account, setting.cross or symbol, RejectReason.EXPIRED,
+                      "the copy waited for its broker past the signal expiry",
+                      fill.order_id if has_brackets else None)
+            return
+        self.ratio.copy_fill(group, item.account, setting, symbol, fill, closed, opened)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
         if self._recording and isinstance(event, Fill) and self._update is not None:
@@ -246,6 +366,13 @@ class Engine:
         return broker.symbols.native(symbol)
 
     @staticmethod
+    def _check_online(broker: Broker) -> None:
+        """An account's own step on a disconnected broker is refused (SPEC 9)."""
+        if not broker.connected:
+            raise Refused(f"broker {broker.name!r} is disconnected: nothing reaches it "
+                          "until it reconnects")
+
+    @staticmethod
     def _check_traded(broker: Broker, native: str) -> None:
         """An account's own step on a market its broker does not trade is refused (SPEC 9)."""
         if not broker.trades(native):
@@ -280,6 +407,7 @@ class Engine:
         broker = self.broker_of(account)
         inst = self.catalog.get(symbol)
         native = self.native(broker, symbol)
+        self._check_online(broker)
         self._check_traded(broker, native)
         if (qty is None) == (margin is None):
             raise Refused("an order needs either a qty or a margin, not both")
@@ -335,28 +463,33 @@ class Engine:
 
     def modify_order(self, order_id: str, price: Decimal) -> None:
         broker, _info = self._order(order_id)
+        self._check_online(broker)
         with self.command():
             broker.modify_order(order_id, price)
 
     def cancel_order(self, order_id: str) -> None:
         broker, _info = self._order(order_id)
+        self._check_online(broker)
         with self.command():
             broker.cancel_order(order_id)
 
     def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
         broker = self.broker_of(account)
+        self._check_online(broker)
         native = self.native(broker, symbol)
         with self.command():
             broker.set_leverage(account, native, leverage)
 
     def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
         broker = self.broker_of(account)
+        self._check_online(broker)
         native = self.native(broker, symbol)
         with self.command():
             broker.adjust_margin(account, native, amount)
 
     def reset_breach(self, account: str) -> None:
         broker = self.broker_of(account)
+        self._check_online(broker)
         with self.command():
             broker.reset_breach(account)
 
@@ -526,20 +659,28 @@ class Engine:
             self._flatten_members(g)
 
     def _flatten_members(self, group: Group) -> None:
+        """A member at a disconnected broker is flattened when it reconnects (SPEC 9)."""
         for account in self._members(group):
-            self.broker_of(account).close_all(account, FillCause.GROUP_FLATTEN)
+            if self.connected(account):
+                self.broker_of(account).close_all(account, FillCause.GROUP_FLATTEN)
+            else:
+                self.wait(group.name, account, "close_all")
         self.smart.flatten(group)
 
     def cancel_orders(self, group: str) -> None:
         g = self.state.groups.get(group)
         with self.command():
             for account in self._members(g):
-                self.broker_of(account).cancel_all(account)
+                if self.connected(account):
+                    self.broker_of(account).cancel_all(account)
+                else:
+                    self.wait(g.name, account, "cancel_all")
 
     def flatten_position(self, account: str, symbol: str) -> None:
         """One account, one symbol: cancel its working orders there and close at market.
         On a leader this is an exit like any other, and is copied (SPEC 8)."""
         broker = self.broker_of(account)
+        self._check_online(broker)
         native = self.native(broker, symbol)
         with self.command():
             broker.close_position(account, native, FillCause.FLATTEN)
@@ -627,7 +768,7 @@ class Engine:
         """Queue a follower (or copy) order as an intent; `dispatch` sends it."""
         assert request.client_id is not None
         self.state.add_intent(Intent(request.client_id, group, follower, symbol, request,
-                                     mirror_of, bracket_of))
+                                     mirror_of, bracket_of, self.clock.now()))
 
     @property
     def outbox(self) -> list[Intent]:
@@ -636,14 +777,47 @@ class Engine:
     def dispatch(self) -> None:
         """Send every pending intent. A key the broker already knows was sent before a
         restart: its outcome is taken from the broker, never sent twice."""
-        while self.state.intents:
-            intent = next(iter(self.state.intents.values()))
-            self._dispatch(intent)
+        while True:
+            sendable = self._sendable()
+            if not sendable:
+                return
+            self._dispatch(sendable[0])
+
+    def _waited(self, intent: Intent) -> Intent | None:
+        """An intent that waited for its broker, as it is to be sent now: None when it
+        expired (a failure) or mirrors a leader order cancelled meanwhile; a mirror of
+        a leader order whose price moved goes at the new price."""
+        if self._expired(intent.group, intent.at):
+            self.fail(intent.group, intent.follower, intent.symbol, RejectReason.EXPIRED,
+                      "the copy waited for its broker past the signal expiry",
+                      intent.bracket_of)
+            return None
+        if intent.mirror_of is None:
+            return intent
+        leader = None
+        for broker in self.brokers.values():
+            if broker.order_status(intent.mirror_of) is not None:
+                leader = broker
+                break
+        if leader is None:
+            return intent
+        if leader.order_status(intent.mirror_of) is OrderStatus.CANCELLED:
+            return None
+        info = leader.order(intent.mirror_of)
+        if info is not None and info.price is not None and intent.request.price != info.price:
+            return replace(intent, request=replace(intent.request, price=info.price))
+        return intent
 
     def _dispatch(self, intent: Intent) -> None:
         broker = self.broker_of(intent.follower)
         order_id: str | None = None
         known = broker.order_by_client_id(intent.key)
+        if known is None:
+            waited = self._waited(intent)
+            if waited is None:
+                self.state.finish_intent(intent.key, None)
+                return
+            intent = waited
         if known is not None:
             order_id = known.id
             if broker.order_status(known.id) is OrderStatus.REJECTED:
@@ -655,6 +829,11 @@ class Engine:
         else:
             try:
                 order_id = broker.place_order(intent.follower, intent.request)
+            except BrokerTimeout:
+                # Ask again with the same client id: a broker that has it answers with
+                # that order (the known branch above), one that does not takes it now.
+                self._dispatch(intent)
+                return
             except OrderRejected as rejected:
                 self.fail(intent.group, intent.follower, intent.symbol, rejected.reason,
                                 rejected.message, intent.bracket_of)

@@ -50,8 +50,12 @@ class RatioCopier:
             handled.update(state.bracketed.get(fill.parent_id, {}))
         for follower in group.followers:
             setting = group.setting(follower, symbol)
-            if setting.sync and follower not in handled:
-                self._copy_fill(group, follower, setting, symbol, fill, closed, opened)
+            if not setting.sync or follower in handled:
+                continue
+            if self.ctx.connected(follower):
+                self.copy_fill(group, follower, setting, symbol, fill, closed, opened)
+            else:  # sized when its broker is back, against its position then (SPEC 9)
+                self.ctx.wait(group.name, follower, "fill", fill=fill)
 
     def _holds_mirror(self, follower: str, ids: list[str]) -> bool:
         """A follower holds a mirror that works, filled or failed (its one outcome).
@@ -66,7 +70,7 @@ class RatioCopier:
         broker = self.ctx.broker_of(follower)
         return any(broker.order_status(i) is not OrderStatus.CANCELLED for i in ids)
 
-    def _copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
+    def copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
                    fill: Fill, closed: Decimal, opened: Decimal) -> None:
         """Closes proportionally (never opening a flat follower), opens qty x ratio."""
         broker = self.ctx.broker_of(follower)
@@ -181,6 +185,10 @@ class RatioCopier:
             mirror = broker.order(order_id)
             if mirror is None:
                 continue
+            if not broker.connected:
+                self.ctx.wait(group, mirror.account, "modify", order_id=order_id,
+                              price=order.price)
+                continue
             try:
                 broker.modify_order(order_id, order.price)
             except OrderRejected as rejected:
@@ -191,9 +199,14 @@ class RatioCopier:
                            RejectReason.REJECTED, refused.message)
 
     def on_leader_cancel(self, order: OrderInfo) -> None:
-        for _group, broker, order_id in list(self._live_mirrors(order)):
-            if broker.order(order_id) is not None:
+        for group, broker, order_id in list(self._live_mirrors(order)):
+            mirror = broker.order(order_id)
+            if mirror is None:
+                continue
+            if broker.connected:
                 broker.cancel_order(order_id)
+            else:
+                self.ctx.wait(group, mirror.account, "cancel", order_id=order_id)
 
     def withdraw_mirrors(self, group: Group, follower: str, symbol: str) -> None:
         if group.leader is None:
@@ -212,7 +225,15 @@ class RatioCopier:
                 mirror = broker.order(order_id)
                 if mirror is not None and self._catalog_symbol(mirror) == group.traded_symbol(
                         follower, symbol):
-                    broker.cancel_order(order_id)
+                    if broker.connected:
+                        broker.cancel_order(order_id)
+                    else:
+                        self.ctx.wait(group.name, follower, "cancel", order_id=order_id)
+        traded = group.traded_symbol(follower, symbol)
+        for intent in list(self.ctx.state.intents.values()):  # mirrors not sent yet
+            if (intent.follower == follower and intent.mirror_of is not None
+                    and intent.group == group.name and intent.symbol == traded):
+                self.ctx.state.finish_intent(intent.key, None)
 
     def _positions(self, account: str) -> dict[str, Decimal]:
         """An account's signed positions by catalog symbol."""

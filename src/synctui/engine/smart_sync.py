@@ -188,9 +188,12 @@ class SmartSync:
     def on_leader_fill(self, group: Group, fill: Fill, symbol: str, closed: Decimal,
                        opened: Decimal) -> None:
         for copy in self.active_copies(group):
-            self._copy_fill(copy, fill, symbol, closed, opened)
+            if self.ctx.connected(copy.sub):
+                self.copy_fill(copy, fill, symbol, closed, opened)
+            else:
+                self.ctx.wait(group.name, copy.sub, "fill", fill=fill)
 
-    def _copy_fill(self, copy: Copy, fill: Fill, symbol: str, closed: Decimal,
+    def copy_fill(self, copy: Copy, fill: Fill, symbol: str, closed: Decimal,
                    opened: Decimal) -> None:
         ctx = self.ctx
         broker = ctx.broker_of(copy.sub)
@@ -343,6 +346,8 @@ class SmartSync:
             if subs is not None and copy.sub not in subs:
                 continue
             broker = ctx.broker_of(copy.sub)
+            if not broker.connected:
+                continue  # its stop is checked again once its broker is back
             pnl = broker.equity(copy.sub) - copy.investment
             if pnl > -copy.stop_loss:
                 continue
@@ -360,5 +365,9 @@ class SmartSync:
         copies = self.ctx.state.copies
         for account in sorted(group.copies):
             copy = copies.get((group.name, account))
-            if copy is not None and copy.status is not CopyStatus.ENDED:
+            if copy is None or copy.status is CopyStatus.ENDED:
+                continue
+            if self.ctx.connected(copy.sub):
                 self.ctx.broker_of(copy.sub).close_all(copy.sub, FillCause.GROUP_FLATTEN)
+            else:
+                self.ctx.wait(group.name, copy.sub, "close_all")

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from synctui.brokers.base import OrderRequest
+from synctui.brokers.events import Fill
 from synctui.domain.copies import Copy
 from synctui.domain.groups import GroupBook
 from synctui.engine.events import Failure
@@ -34,6 +37,25 @@ class Intent:
     request: OrderRequest
     mirror_of: str | None = None  # the leader working order it mirrors
     bracket_of: str | None = None  # the leader order whose brackets it carries
+    at: datetime | None = None  # when the engine decided it: a waiting copy expires
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Something for a follower at a disconnected broker (SPEC 9), done on reconnect,
+    in order: a leader fill to copy (`fill`, sized then, against the follower's
+    position then), or a group action or a mirror's modify or cancel that could not
+    reach the broker. A fill older than its group's signal expiry fails `expired`."""
+
+    key: str
+    broker: str
+    group: str
+    account: str  # the follower, or a Smart Sync copy's sub-account
+    action: str  # "fill" | "close_all" | "cancel_all" | "modify" | "cancel"
+    at: datetime
+    fill: Fill | None = None
+    order_id: str | None = None
+    price: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +70,7 @@ class EngineState:
     copy_group: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     intents: dict[str, Intent] = field(default_factory=dict)  # pending, in order
+    waiting: dict[str, Waiting] = field(default_factory=dict)  # for disconnected brokers
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
     subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
     next_copy: int = 1
@@ -99,6 +122,14 @@ class EngineState:
     def finish_intent(self, key: str, order_id: str | None) -> None:
         self.intents.pop(key, None)
         self._log("intent_done", (key, order_id))
+
+    def add_waiting(self, item: Waiting) -> None:
+        self.waiting[item.key] = item
+        self._log("waiting", item)
+
+    def finish_waiting(self, key: str) -> None:
+        self.waiting.pop(key, None)
+        self._log("waiting_done", key)
 
     def put_copy(self, copy: Copy) -> None:
         self.copies[(copy.group, copy.account)] = copy
