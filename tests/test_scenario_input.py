@@ -177,6 +177,14 @@ def test_an_instrument_tick_far_too_small_is_refused(tick: str, tmp_path: Path,
     assert "instruments[0].tick" in err
 
 
+def test_an_instrument_defined_twice_is_refused(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzz: the store's one row per symbol raised an IntegrityError."""
+    scenario = {**BASE, "instruments": [PERP, {**PERP, "tick": 2}]}
+    err = refused(write(tmp_path, json.dumps(scenario)), capsys)
+    assert "instruments[1].symbol" in err and "twice" in err
+
+
 @pytest.mark.parametrize("leverage", [str(2**63), "1e999999999", "12345678901234567890"])
 def test_a_max_leverage_far_too_large_is_refused(leverage: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

@@ -129,6 +129,18 @@ class Scenario(BaseModel):
     groups: list[GroupSpec] = Field(default_factory=list)
     steps: list[dict[str, Any]] = Field(default_factory=list)
 
+    @field_validator("instruments")
+    @classmethod
+    def _one_definition_each(cls, instruments: list[InstrumentSpec]) -> list[InstrumentSpec]:
+        """A symbol defined twice is ambiguous (and the store keeps one row per symbol)."""
+        seen: set[str] = set()
+        for index, spec in enumerate(instruments):
+            if spec.symbol in seen:
+                raise ScenarioError(
+                    f"instruments[{index}].symbol: {shown(spec.symbol)} is defined twice")
+            seen.add(spec.symbol)
+        return instruments
+
     @field_validator("steps")
     @classmethod
     def _known_ops(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
