@@ -185,6 +185,15 @@ def test_an_instrument_defined_twice_is_refused(tmp_path: Path,
     assert "instruments[1].symbol" in err and "twice" in err
 
 
+def test_a_price_too_fine_for_its_tick_in_28_digits_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each number is in bounds, but price / tick needs 30 digits: DivisionImpossible."""
+    scenario = {**BASE, "prices": {"XX": 999999999999999},
+                "instruments": [{**PERP, "tick": "T"}], "steps": []}
+    err = refused(write(tmp_path, with_literal(scenario, "T", "1e-15")), capsys)
+    assert "28-digit" in err
+
+
 @pytest.mark.parametrize("leverage", [str(2**63), "1e999999999", "12345678901234567890"])
 def test_a_max_leverage_far_too_large_is_refused(leverage: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

@@ -55,6 +55,11 @@ def _replay(file: Path, as_json: bool, db: Path | None) -> int:
         return refuse(f"invalid scenario {shown}: {error}")
     except StoreError as error:
         return refuse(str(error))
+    except ArithmeticError:
+        # Steps catch their own; this is the starting world, e.g. a price that is
+        # not a whole number of 1e-15 ticks within 28 digits.
+        return refuse(f"invalid scenario {shown}: a number in the starting world is out "
+                      "of range for exact 28-digit arithmetic")
     result = report(world)
     if as_json:
         # ASCII-escaped by json.dump: any stdout encoding can take it.
