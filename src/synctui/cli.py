@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,32 +36,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _replay(file: Path, as_json: bool, db: Path | None) -> int:
-    from synctui.scenario.model import ScenarioError, load_scenario
+    """Play a scenario headless. A file that is not a scenario is refused with exit 2
+    and one line on stderr (SPEC 7); a refused step is only listed in `errors`."""
+    from synctui.scenario.model import ScenarioError, load_scenario, one_line
     from synctui.scenario.report import report
     from synctui.scenario.runner import replay_with_store
     from synctui.store.database import StoreError
 
+    def refuse(message: str) -> int:
+        print(f"synctui: {one_line(message)}", file=sys.stderr)
+        return 2
+
+    shown = one_line(str(file), 200)
     try:
         scenario = load_scenario(file)
-    except ScenarioError as error:
-        print(f"synctui: invalid scenario {file}: {error}", file=sys.stderr)
-        return 2
-    try:
         world = asyncio.run(replay_with_store(scenario, db))
     except ScenarioError as error:
-        print(f"synctui: invalid scenario {file}: {error}", file=sys.stderr)
-        return 2
+        return refuse(f"invalid scenario {shown}: {error}")
     except StoreError as error:
-        print(f"synctui: {error}", file=sys.stderr)
-        return 2
+        return refuse(str(error))
+    except ArithmeticError:
+        # Steps catch their own; this is the starting world, e.g. a price that is
+        # not a whole number of 1e-15 ticks within 28 digits.
+        return refuse(f"invalid scenario {shown}: a number in the starting world is out "
+                      "of range for exact 28-digit arithmetic")
     result = report(world)
     if as_json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
+        # ASCII-escaped by json.dump: any stdout encoding can take it.
+        return _write(json.dumps(result, indent=2) + "\n")
     from synctui.scenario.summary import summary
 
-    sys.stdout.write(summary(result))
+    lines = summary(result).split("\n")
+    return _write("\n".join(one_line(line, limit=100_000) for line in lines))
+
+
+def _write(text: str) -> int:
+    """Write the replay's output: names the terminal's encoding cannot show are
+    escaped rather than crashing, and a reader that went away (`| head`) ends the
+    output quietly, as the Python docs advise, instead of a traceback."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 

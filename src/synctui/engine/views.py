@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from weakref import WeakKeyDictionary
 
 from synctui.domain.copies import MIN_INVESTMENT, Copy, CopyStatus, OnStop
 from synctui.domain.groups import Group, GroupStatus, PauseReason
 from synctui.domain.instruments import LIMIT
+from synctui.domain.numbers import NumberError, bounded
 from synctui.engine.engine import Engine
 from synctui.engine.events import AccountFilled, CopyChanged, EngineEvent, Failure
 from synctui.engine.group_views import cannot_trade
@@ -381,12 +382,12 @@ def follow_accounts(engine: Engine, group: Group) -> list[FollowAccount]:
 
 
 def parse_amount(text: str) -> Decimal | None:
-    """A typed amount ("1,000" allowed), or None when it is not a finite number."""
+    """A typed amount ("1,000" allowed), or None when it is not a number within the
+    bounds every number from outside must keep (`domain.numbers`)."""
     try:
-        value = Decimal(text.strip().replace(",", "").replace("_", ""))
-    except InvalidOperation:
+        return bounded(text.strip().replace(",", "").replace("_", ""))
+    except NumberError:
         return None
-    return value if value.is_finite() else None
 
 
 def investment_problem(text: str, low: Decimal, high: Decimal) -> str | None:
