@@ -188,6 +188,10 @@ class Engine:
         """Nothing to send, resume or handle (intents for a disconnected broker wait)."""
         return not self._queue and not self._sendable() and self._ready_waiting() is None
 
+    @property
+    def ready_to_send(self) -> bool:
+        return bool(self._sendable())
+
     def _sendable(self) -> list[Intent]:
         return [i for i in self.state.intents.values() if self.connected(i.follower)]
 
@@ -506,11 +510,15 @@ class Engine:
         return self.state.groups.get(name)
 
     def create_group(self, name: str, leader: str | None = None,
-                     followers: list[str] | None = None) -> None:
+                     followers: list[str] | None = None, *,
+                     signal_expiry: Decimal | None = None) -> None:
         followers = list(followers or [])
         self._known(([leader] if leader else []) + followers)
+        if signal_expiry is not None and signal_expiry <= 0:
+            raise Refused("a signal expiry is a number of seconds above 0")
         with self.command():
-            self.state.groups.create(name, leader, followers, self.breached(leader))
+            group = self.state.groups.create(name, leader, followers, self.breached(leader))
+            group.signal_expiry = signal_expiry
             self.state.touch("groups")
 
     def set_leader(self, group: str, account: str) -> None:

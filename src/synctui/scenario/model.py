@@ -97,12 +97,24 @@ MarketName = Literal["futures", "perps"]
 MARKETS: tuple[MarketName, ...] = ("futures", "perps")
 
 
+class FaultSpec(_Model):
+    """SPEC 9's seeded faults of a simulated broker; probabilities from 0 to 1."""
+
+    seed: WholeNumber = Field(default=0, ge=0)
+    reject: Number = Field(default=Decimal(0), ge=0, le=1)
+    timeout: Number = Field(default=Decimal(0), ge=0, le=1)
+    timeout_reached: Number = Field(default=Decimal(0), ge=0, le=1)
+    partial: Number = Field(default=Decimal(0), ge=0, le=1)
+
+
 class BrokerSpec(_Model):
     fee_per_contract: Money = Field(default=Decimal(0), ge=0)
     slippage_ticks: Money = Field(default=Decimal(0), ge=0)
     naming: Literal["plain", "tradovate", "projectx"] = "plain"
     markets: list[MarketName] = Field(default_factory=lambda: list(MARKETS),
                                       min_length=1)  # SPEC 9: what it trades
+    faults: FaultSpec = Field(default_factory=lambda: FaultSpec())  # SPEC 9
+
 
 
 class RiskSpec(_Model):
@@ -122,6 +134,7 @@ class GroupSpec(_Model):
     name: str
     leader: str | None = None
     followers: list[str] = Field(default_factory=list)
+    signal_expiry: Number | None = Field(default=None, gt=0)  # seconds (SPEC 9)
 
 
 class Scenario(BaseModel):
@@ -251,6 +264,7 @@ class CreateGroupStep(_Step):
     name: str
     leader: str | None = None
     followers: list[str] = Field(default_factory=list)
+    signal_expiry: Number | None = Field(default=None, gt=0)  # seconds (SPEC 9)
 
 
 class SetLeaderStep(_Step):
@@ -339,6 +353,16 @@ class ResetBreachStep(_Step):
     account: str
 
 
+class BrokerStep(_Step):
+    op: Literal["disconnect", "reconnect"]
+    broker: str
+
+
+class WaitStep(_Step):
+    op: Literal["wait"]
+    seconds: Number = Field(ge=0, le=Decimal(10**9))
+
+
 class ResyncStep(_Step):
     op: Literal["resync"]
     group: str
@@ -350,7 +374,7 @@ Step = Annotated[
     PriceStep | OrderStep | ModifyStep | CancelStep | SetLeverageStep | AdjustMarginStep
     | CreateGroupStep | SetLeaderStep | RemoveLeaderStep | FollowersStep | GroupStep
     | RatioStep | SyncStep | CrossStep | FollowStep | SetInvestmentStep | UnfollowStep
-    | FlattenPositionStep | BareStep | ResetBreachStep | ResyncStep,
+    | FlattenPositionStep | BareStep | ResetBreachStep | ResyncStep | BrokerStep | WaitStep,
     Field(discriminator="op"),
 ]
 
@@ -365,6 +389,7 @@ STEP_MODELS: dict[str, type[_Step]] = {
     "set_investment": SetInvestmentStep, "unfollow": UnfollowStep,
     "flatten_position": FlattenPositionStep, "emergency_stop": BareStep, "restart": BareStep,
     "reset_breach": ResetBreachStep, "resync": ResyncStep,
+    "disconnect": BrokerStep, "reconnect": BrokerStep, "wait": WaitStep,
 }
 
 _STEP = TypeAdapter[Step](Step)

@@ -132,6 +132,6 @@ def report(world: Replay) -> dict[str, Any]:
             {"group": d.group, "account": d.account, "symbol": d.symbol,
              "expected": number(d.expected), "actual": number(d.actual)}
             for d in engine.out_of_sync()],
-        "brokers": {name: {"connected": True, "markets": sorted(broker.markets)}
+        "brokers": {name: {"connected": broker.connected, "markets": sorted(broker.markets)}
                     for name, broker in world.world.brokers.items()},
     }

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from synctui.brokers.base import Broker
+from synctui.brokers.faults import FaultSettings
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimBroker
 from synctui.domain.clock import Clock, SteppingClock
@@ -88,7 +90,9 @@ def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
         name: SimBroker(
             name, catalog, prices,
             BrokerSettings(spec.fee_per_contract, spec.slippage_ticks, NamingScheme(spec.naming),
-                           frozenset(Market(m) for m in spec.markets)),
+                           frozenset(Market(m) for m in spec.markets), FaultSettings(
+                               spec.faults.seed, spec.faults.reject, spec.faults.timeout,
+                               spec.faults.timeout_reached, spec.faults.partial)),
             clock,
         )
         for name, spec in scenario.brokers.items()
@@ -103,7 +107,8 @@ def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
             raise ScenarioError(f"accounts[{index}]: {refused.message}") from None
     for index, group in enumerate(scenario.groups):
         try:
-            engine.create_group(group.name, group.leader, group.followers)
+            engine.create_group(group.name, group.leader, group.followers,
+                                signal_expiry=group.signal_expiry)
         except Refused as refused:
             raise ScenarioError(f"groups[{index}]: {refused.message}") from None
     return World(catalog, prices, brokers, engine, clock,
@@ -150,7 +155,8 @@ def apply_step(world: Replay, step: m.Step) -> None:
     elif isinstance(step, m.AdjustMarginStep):
         engine.adjust_margin(step.account, step.symbol, step.amount)
     elif isinstance(step, m.CreateGroupStep):
-        engine.create_group(step.name, step.leader, step.followers)
+        engine.create_group(step.name, step.leader, step.followers,
+                            signal_expiry=step.signal_expiry)
     elif isinstance(step, m.SetLeaderStep):
         engine.set_leader(step.group, step.account)
     elif isinstance(step, m.RemoveLeaderStep):
@@ -184,6 +190,16 @@ def apply_step(world: Replay, step: m.Step) -> None:
         engine.set_investment(step.group, step.account, step.investment)
     elif isinstance(step, m.UnfollowStep):
         engine.unfollow(step.group, step.account)
+    elif isinstance(step, m.BrokerStep):
+        if step.op == "disconnect":
+            engine.disconnect(step.broker)
+        else:
+            engine.reconnect(step.broker)
+    elif isinstance(step, m.WaitStep):
+        clock = world.world.clock
+        if not isinstance(clock, SteppingClock):
+            raise Refused("wait is for replays: their clock stands still otherwise")
+        clock.advance(timedelta(microseconds=int(step.seconds * 1_000_000)))
     elif isinstance(step, m.ResyncStep):
         engine.resync(step.group, step.follower, step.symbol)
     elif isinstance(step, m.BareStep) and step.op == "emergency_stop":

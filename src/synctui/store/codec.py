@@ -29,6 +29,7 @@ from synctui.brokers.events import (
     OrderPlaced,
     PriceUpdated,
 )
+from synctui.engine.state import Waiting
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -90,4 +91,14 @@ def load_request(data: dict[str, Any]) -> OrderRequest:
     return request
 
 
-__all__ = ["OrderInfo", "dump_event", "dump_request", "load_event", "load_request"]
+def dump_waiting(item: Waiting) -> str:
+    return json.dumps(_out(item))
+
+
+def load_waiting(text: str) -> Waiting:
+    item: Waiting = _in(Waiting, json.loads(text))
+    return item
+
+
+__all__ = ["OrderInfo", "dump_event", "dump_request", "dump_waiting", "load_event",
+           "load_request", "load_waiting"]

@@ -88,7 +88,9 @@ MIGRATIONS: tuple[str, ...] = (
     # version 3: the markets a broker trades (SPEC 9); a bracketed copy that failed
     # (no order id) is remembered, so its entry's exits are not copied either (SPEC 8);
     # why the broker rejected an order, so that a restart that finds an intent still
-    # pending reports its copy's failure with the broker's own reason
+    # pending reports its copy's failure with the broker's own reason; a broker's
+    # faults, its connection and what it holds back while disconnected, what waits for
+    # it, and a group's signal expiry (SPEC 9)
     """
     ALTER TABLE brokers ADD COLUMN markets TEXT NOT NULL DEFAULT 'futures,perps';
     CREATE TABLE bracketed_v3 (
@@ -99,6 +101,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX bracketed_leader ON bracketed (leader_order);
     ALTER TABLE orders ADD COLUMN reject_reason TEXT;
     ALTER TABLE orders ADD COLUMN reject_message TEXT;
+    ALTER TABLE brokers ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE brokers ADD COLUMN fault_draws INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE brokers ADD COLUMN connected INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE groups ADD COLUMN signal_expiry TEXT;
+    CREATE TABLE held_events (seq INTEGER PRIMARY KEY, broker TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE TABLE waiting (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL);
     """,
 )
 

@@ -51,9 +51,9 @@ class Session:
         engine = self.world.engine
         while True:
             await self.store.save(self.world)
-            if not engine.state.intents and not engine.pending_events:
+            if engine.idle:
                 return
-            if engine.state.intents:
+            if engine.ready_to_send:
                 engine.dispatch()
                 await self.store.save_venue(self.world)
             engine.settle()

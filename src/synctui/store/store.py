@@ -35,6 +35,7 @@ from synctui.brokers.events import (
     OrderModified,
     OrderPlaced,
 )
+from synctui.brokers.faults import FaultModel, FaultSettings
 from synctui.brokers.naming import NamingScheme
 from synctui.brokers.sim import BrokerSettings, SimAccount, SimBroker, SimOrder, SimPosition
 from synctui.domain.clock import Clock
@@ -55,7 +56,14 @@ from synctui.engine.events import (
 )
 from synctui.engine.state import EngineState, Intent
 from synctui.engine.world import World
-from synctui.store.codec import dump_event, dump_request, load_event, load_request
+from synctui.store.codec import (
+    dump_event,
+    dump_request,
+    dump_waiting,
+    load_event,
+    load_request,
+    load_waiting,
+)
 from synctui.store.database import (
     Lock,
     StoreError,
@@ -98,6 +106,8 @@ class Store:
         self._writer = asyncio.Lock()  # ONE writer: statements never interleave a transaction
         self._log: list[tuple[str, str, str, str]] = []
         self._had_pending_events = True  # clear leftovers on the first save
+        self._links: dict[str, tuple[bool, int, int]] = {}  # per broker, as last written
+        self._waiting_seq = 0
         self._intent_seq = 0
         self._world: World | None = None
         self._unsubscribe: list[Any] = []
@@ -246,8 +256,9 @@ class Store:
             settings = broker.settings
             rows.append((name, str(settings.fee_per_contract), str(settings.slippage_ticks),
                          settings.naming.value, *broker.counters(),
-                         ",".join(sorted(settings.markets))))
-        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                         ",".join(sorted(settings.markets)), _faults(settings.faults),
+                         broker.faults.draws, int(broker.connected)))
+        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _prices(self, world: World, batch: _Batch, everything: bool) -> None:
         families = world.prices.families() if everything else world.prices.take_changed()
@@ -259,7 +270,24 @@ class Store:
             [(family, world.prices.symbol_of(family), str(price))
              for family, price in families.items()])
 
+    def _link(self, name: str, broker: SimBroker, batch: _Batch) -> None:
+        """The broker's connection, its fault draws and what it holds back while
+        disconnected (SPEC 9): written when they changed."""
+        now = (broker.connected, broker.faults.draws, len(broker.held))
+        if self._links.get(name) == now:
+            return
+        before = self._links.get(name)
+        self._links[name] = now
+        batch.add("UPDATE brokers SET connected = ?, fault_draws = ? WHERE name = ?",
+                  [(int(broker.connected), broker.faults.draws, name)])
+        if before is not None and before[2] == 0 and not broker.held:
+            return
+        batch.add("DELETE FROM held_events WHERE broker = ?", [(name,)])
+        batch.add("INSERT INTO held_events (broker, body) VALUES (?, ?)",
+                  [(name, dump_event(e)) for e in broker.held])
+
     def _broker(self, world: World, name: str, broker: SimBroker, batch: _Batch) -> None:
+        self._link(name, broker, batch)
         changes = broker.take_changes()
         if not changes:
             return
@@ -341,9 +369,16 @@ class Store:
                 body = json.dumps({
                     "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
                     "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
-                    "bracket_of": intent.bracket_of})
+                    "bracket_of": intent.bracket_of,
+                    "at": intent.at.isoformat() if intent.at else None})
                 batch.add("INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
                           [(intent.key, self._intent_seq, body)])
+            elif kind == "waiting":
+                self._waiting_seq += 1
+                batch.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
+                          [(data.key, self._waiting_seq, dump_waiting(data))])
+            elif kind == "waiting_done":
+                batch.add("DELETE FROM waiting WHERE key = ?", [(data,)])
             elif kind == "intent_done":
                 key, order_id = data
                 batch.add("UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
@@ -355,9 +390,9 @@ class Store:
         batch.steps.append(("DELETE FROM group_followers", [()]))
         batch.steps.append(("DELETE FROM follower_settings", [()]))
         groups = list(book.groups.values())
-        batch.add("INSERT INTO groups VALUES (?, ?, ?, ?, ?)",
-                  [(g.name, i, g.leader, g.status.value, g.reason.value if g.reason else None)
-                   for i, g in enumerate(groups)])
+        batch.add("INSERT INTO groups VALUES (?, ?, ?, ?, ?, ?)",
+                  [(g.name, i, g.leader, g.status.value, g.reason.value if g.reason else None,
+                    _d(g.signal_expiry)) for i, g in enumerate(groups)])
         batch.add("INSERT INTO group_followers VALUES (?, ?, ?)",
                   [(g.name, f, i) for g in groups for i, f in enumerate(g.followers)])
         batch.add("INSERT INTO follower_settings VALUES (?, ?, ?, ?, ?, ?)",
@@ -403,11 +438,13 @@ class Store:
         brokers: dict[str, Broker] = {}
         sims: dict[str, SimBroker] = {}
         counters: dict[str, tuple[int, int]] = {}
-        for name, fee, slip, naming, next_order, next_fill, markets in await self._rows(
-                "SELECT * FROM brokers"):
+        for (name, fee, slip, naming, next_order, next_fill, markets, faults, draws,
+             connected) in await self._rows("SELECT * FROM brokers"):
             sims[name] = SimBroker(name, catalog, prices, BrokerSettings(
                 Decimal(fee), Decimal(slip), NamingScheme(naming),
-                frozenset(Market(m) for m in markets.split(","))), clock)
+                frozenset(Market(m) for m in markets.split(",")), _load_faults(faults)), clock)
+            sims[name].faults = FaultModel(sims[name].settings.faults, int(draws))
+            sims[name].connected = bool(connected)
             brokers[name] = sims[name]
             counters[name] = (int(next_order), int(next_fill))
         state = EngineState()
@@ -483,7 +520,12 @@ class Store:
             data = json.loads(body)
             state.intents[key] = Intent(key, data["group"], data["follower"], data["symbol"],
                                         load_request(data["request"]), data["mirror_of"],
-                                        data["bracket_of"])
+                                        data["bracket_of"],
+                                        _time(data["at"]) if data.get("at") else None)
+        for key, _seq, body in await self._rows("SELECT * FROM waiting ORDER BY seq"):
+            state.waiting[key] = load_waiting(body)
+        for _seq, name, body in await self._rows("SELECT * FROM held_events ORDER BY seq"):
+            sims[name].held.append(load_event(body))
         # orders a retry or a mirror check may ask the broker about
         mirror_ids = {i for links in state.mirrors.values() for ids in links.values()
                       for i in ids}
@@ -521,10 +563,10 @@ class Store:
     @staticmethod
     def _load_groups(state: EngineState, groups: list[aiosqlite.Row],
                      followers: list[aiosqlite.Row], settings: list[aiosqlite.Row]) -> None:
-        for name, _seq, leader, status, reason in groups:
+        for name, _seq, leader, status, reason, expiry in groups:
             state.groups.groups[name] = Group(
                 name=name, leader=leader, status=GroupStatus(status),
-                reason=PauseReason(reason) if reason else None)
+                reason=PauseReason(reason) if reason else None, signal_expiry=_dec(expiry))
         for grp, account, _seq in followers:
             state.groups.groups[grp].followers.append(account)
         for copy in state.copies.values():
@@ -544,6 +586,19 @@ def _orders_named(events: Iterable[BrokerEvent]) -> set[str]:
         elif isinstance(event, OrderPlaced | OrderModified | OrderCancelled | OrderFailed):
             ids.update((event.order.id, event.order.parent_id))
     return {i for i in ids if i is not None}
+
+
+def _faults(settings: FaultSettings) -> str:
+    return json.dumps({"seed": settings.seed, "reject": str(settings.reject),
+                       "timeout": str(settings.timeout),
+                       "timeout_reached": str(settings.timeout_reached),
+                       "partial": str(settings.partial)})
+
+
+def _load_faults(text: str) -> FaultSettings:
+    data = json.loads(text)
+    return FaultSettings(int(data.get("seed", 0)), *(Decimal(data.get(k, "0")) for k in (
+        "reject", "timeout", "timeout_reached", "partial")))
 
 
 def _time(text: str) -> datetime:
