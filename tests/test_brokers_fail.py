@@ -202,3 +202,37 @@ async def _rows(db: Path, sql: str) -> list[Any]:
             return list(await cursor.fetchall())
     finally:
         await store.close()
+
+
+def test_a_resync_plan_says_which_orders_it_will_send() -> None:
+    from synctui.domain.orders import Side
+    from synctui.scenario.runner import replay_in_memory
+
+    run = replay_in_memory(parse_scenario(json.dumps(desk([
+        buy(2), {"op": "order", "account": "f1", "symbol": "MNQ", "side": "sell", "qty": 3},
+        {"op": "ratio", "group": "G", "follower": "f1", "symbol": "MNQ", "ratio": 2}]))))
+    plan = run.engine.resync_plan("G", "f1", "MNQ")
+    assert (plan.expected, plan.actual) == (4, -1)
+    assert plan.orders == ((Side.BUY, 1, True), (Side.BUY, 4, False))
+    assert run.engine.resync_plan("G", "f2", "MNQ").orders == ()
+    run.engine.resync("G", "f1", "MNQ")
+    assert run.engine.out_of_sync() == []
+
+
+def test_copy_latency_is_measured_from_the_leader_event_to_the_acknowledgement() -> None:
+    from datetime import timedelta
+
+    from synctui.domain.clock import SteppingClock
+    from synctui.scenario.runner import build_world
+
+    clock = SteppingClock(step=timedelta(milliseconds=1))
+    world = build_world(parse_scenario(json.dumps(desk([]))), clock)
+    assert world.engine.copy_latency("G", "f1") is None
+    from decimal import Decimal as D
+
+    from synctui.domain.orders import Side
+    for _ in range(3):
+        world.engine.place_order("lead", "MNQ", Side.BUY, qty=D(1))
+    last, p95 = world.engine.copy_latency("G", "f1") or (None, None)
+    assert last is not None and p95 is not None
+    assert timedelta(0) < last <= p95 < timedelta(seconds=1)

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from synctui.brokers.base import Broker, OrderRequest
@@ -70,11 +70,14 @@ from synctui.engine.events import (
     OrderChanged,
     PriceMoved,
 )
-from synctui.engine.ratio import RatioCopier
+from synctui.engine.ratio import RatioCopier, ResyncPlan
 from synctui.engine.smart_sync import SmartSync
 from synctui.engine.state import EngineState, Intent, Waiting
 
 Observer = Callable[[EngineEvent], None]
+
+
+LATENCY_SAMPLES = 200  # per follower and group, for the dashboard's last / p95
 
 
 def copy_key(*parts: str) -> str:
@@ -102,6 +105,8 @@ class Engine:
         # (SPEC 8). None outside a price update.
         self._update: dict[tuple[str, str, str], Decimal] | None = None
         self._recording = False  # the brokers are matching a price update right now
+        # (group, follower) -> recent copy latencies: leader event to broker acknowledgement
+        self._latency: dict[tuple[str, str], deque[timedelta]] = {}
         self._unsubscribe = [b.subscribe(self._on_broker_event) for b in self.brokers.values()]
         self.ratio = RatioCopier(self)
         self.smart = SmartSync(self)
@@ -600,6 +605,19 @@ class Engine:
     def resync(self, group: str, follower: str, symbol: str) -> None:
         self.ratio.resync(group, follower, symbol)
 
+    def resync_plan(self, group: str, follower: str, symbol: str) -> ResyncPlan:
+        return self.ratio.resync_plan(group, follower, symbol)
+
+    def copy_latency(self, group: str, follower: str) -> tuple[timedelta, timedelta] | None:
+        """The last and the 95th percentile copy latency of a follower (or a copy's owner)
+        in a group: from the leader event to its broker acknowledging the copy. Kept in
+        memory for the dashboard; None before its first copy."""
+        samples = self._latency.get((group, follower))
+        if not samples:
+            return None
+        ordered = sorted(samples)
+        return samples[-1], ordered[min(len(ordered) - 1, (95 * len(ordered)) // 100)]
+
     # --- Smart Sync (SPEC 5) -------------------------------------------------------------
 
     def follow(self, group: str, account: str, mode: str, investment: Decimal, *,
@@ -851,6 +869,9 @@ class Engine:
         if order_id is not None:
             outcome = (intent.group, self.owner(intent.follower), intent.symbol)
             self.state.last_result[outcome] = True
+            if intent.at is not None:
+                self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
+                    self.clock.now() - intent.at)
             self.state.link_copy(order_id, intent.group)
             if intent.mirror_of is not None:
                 self.state.link_mirror(intent.mirror_of, intent.follower, order_id)

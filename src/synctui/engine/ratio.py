@@ -8,6 +8,7 @@ it never imports `engine.engine` (import-linter keeps it so).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
 from synctui.brokers.base import Broker, OrderRequest
@@ -19,6 +20,19 @@ from synctui.domain.position import split_fill
 from synctui.domain.reconcile import Drift, drifts_of, expectations
 from synctui.domain.sizing import opening_qty, proportional_close
 from synctui.engine.context import CopyContext
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncPlan:
+    """The market orders a resync sends: (side, qty, reduce only), in order."""
+
+    group: str
+    follower: str
+    symbol: str  # the leader's contract
+    traded: str  # the follower's symbol for it
+    expected: Decimal
+    actual: Decimal
+    orders: tuple[tuple[Side, Decimal, bool], ...]
 
 
 class RatioCopier:
@@ -255,11 +269,10 @@ class RatioCopier:
                                        self.ctx.catalog))
         return found
 
-    def resync(self, group: str, follower: str, symbol: str) -> None:
-        """Send the market orders that bring a follower to its expected position in a
-        contract: a close of the wrong side first, then the open (each may fail on its
-        own); no brackets. Refused unless the follower is a synced ratio follower of an
-        active group; a no-op when it is in sync."""
+    def resync_plan(self, group: str, follower: str, symbol: str) -> ResyncPlan:
+        """What a resync would send: a close of the wrong side first, then the open;
+        no brackets. Refused unless the follower is a synced ratio follower of an active
+        group; no orders when it is in sync. The TUI shows this before it is confirmed."""
         g = self.ctx.state.groups.get(group)
         self.ctx.catalog.get(symbol)
         if follower not in g.followers:
@@ -276,31 +289,36 @@ class RatioCopier:
         wanted = expectations(g, follower, self._positions(g.leader), held, self.ctx.catalog)
         expected = wanted.get(traded, (symbol, Decimal(0)))[1]
         actual = held.get(traded, Decimal(0))
-        if expected == actual:
+        orders: list[tuple[Side, Decimal, bool]] = []  # side, qty, reduce only
+        if expected != actual:
+            opening = expected
+            if actual != 0 and (expected == 0 or (expected > 0) != (actual > 0)):
+                orders.append((Side.closing(actual), abs(actual), True))
+            elif actual != 0 and abs(expected) < abs(actual):
+                orders.append((Side.closing(actual), abs(actual) - abs(expected), True))
+                opening = Decimal(0)
+            elif actual != 0:
+                opening = expected - actual
+            if opening != 0:
+                orders.append((Side.BUY if opening > 0 else Side.SELL, abs(opening), False))
+        return ResyncPlan(group, follower, symbol, traded, expected, actual, tuple(orders))
+
+    def resync(self, group: str, follower: str, symbol: str) -> None:
+        """Send the orders of `resync_plan`; each may fail on its own (SPEC 9)."""
+        plan = self.resync_plan(group, follower, symbol)
+        if not plan.orders:
             return
         broker = self.ctx.broker_of(follower)
-        native = self.ctx.native(broker, traded)
+        native = self.ctx.native(broker, plan.traded)
         with self.ctx.command():
             self.ctx.state.resyncs += 1
             self.ctx.state.touch("resync")
             tag = f"resync-{self.ctx.state.resyncs}"
             if not broker.trades(native):
-                self.ctx.unsupported(group, follower, broker, traded)
+                self.ctx.unsupported(group, follower, broker, plan.traded)
                 return
-            opening = expected
-            if actual != 0 and (expected == 0 or (expected > 0) != (actual > 0)):
-                self.ctx.send(g.name, follower, traded, OrderRequest(
-                    symbol=native, side=Side.closing(actual), qty=abs(actual),
-                    reduce_only=True, client_id=self.ctx.key(tag, follower, traded, "close")))
-            elif actual != 0:
-                if abs(expected) < abs(actual):
-                    self.ctx.send(g.name, follower, traded, OrderRequest(
-                        symbol=native, side=Side.closing(actual),
-                        qty=abs(actual) - abs(expected), reduce_only=True,
-                        client_id=self.ctx.key(tag, follower, traded, "close")))
-                    return
-                opening = expected - actual
-            if opening != 0:
-                self.ctx.send(g.name, follower, traded, OrderRequest(
-                    symbol=native, side=Side.BUY if opening > 0 else Side.SELL,
-                    qty=abs(opening), client_id=self.ctx.key(tag, follower, traded, "open")))
+            for side, qty, reduce_only in plan.orders:
+                leg = "close" if reduce_only else "open"
+                self.ctx.send(group, follower, plan.traded, OrderRequest(
+                    symbol=native, side=side, qty=qty, reduce_only=reduce_only,
+                    client_id=self.ctx.key(tag, follower, plan.traded, leg)))
