@@ -19,7 +19,8 @@ hold orders whose intents the database still calls pending.
 
 Protocol on stdout (one line each, flushed):
     start <leader fills> <pending intents> <pending events> <pending held>
-        in the database before start-up; <pending held>: pending intents whose
+        in the database before start-up (intents pending or submitted, not yet
+        answered, count as pending); <pending held>: pending intents whose
         client order id a broker already holds (what a KILL_AT kill leaves)
     <n> <timeouts> <reached>
             after the n-th command of this run settled; the timeouts the brokers'
@@ -213,10 +214,10 @@ async def main(path: Path, seed: int, kill_at: int) -> None:
     if not store.fresh:
         async with store.db.execute(
                 "SELECT (SELECT count(*) FROM fills WHERE account = ?), "
-                "(SELECT count(*) FROM intents WHERE status = 'pending'), "
+                "(SELECT count(*) FROM intents WHERE status IN ('pending', 'submitted')), "
                 "(SELECT count(*) FROM pending_events), "
                 "(SELECT count(*) FROM intents i JOIN orders o ON o.client_id = i.key "
-                " WHERE i.status = 'pending')", (LEADER,)) as cursor:
+                " WHERE i.status IN ('pending', 'submitted'))", (LEADER,)) as cursor:
             row = await cursor.fetchone()
         assert row is not None
         found = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -250,7 +250,7 @@ async def inspect(db: Path) -> Outcome:
             mismatches.append(f"group {GROUP} is {group.status} ({group.reason})")
         pending = len(engine.state.intents) + len(engine.pending_events)
         pending += int(str((await rows(
-            "SELECT count(*) FROM intents WHERE status = 'pending'"))[0][0]))
+            "SELECT count(*) FROM intents WHERE status IN ('pending', 'submitted')"))[0][0]))
         (sub,), = await rows("SELECT sub FROM copies WHERE account = ?", SMART)
         sub = str(sub)
 
