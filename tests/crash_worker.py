@@ -10,7 +10,8 @@ brackets), working limit and stop orders (some with brackets) that followers
 mirror, modifies and cancels of them, and price moves that trigger them, each
 followed by `session.settle()` (the outbox loop). A Smart Sync copy follows
 the group too. After every settle it prints one progress line and flushes, so
-the parent knows the burst is under way. It never stops by itself:
+the parent knows the burst is under way. The followers' brokers time out and
+fill in pieces now and then (`FAULTS`). It never stops by itself:
 `tests/test_crash.py` kills it, unless KILL_AT (> 0) is given: then the
 worker SIGKILLs itself right after the KILL_AT-th fan-out's brokers' commit
 (`Store.save_venue`), before the engine records the outcomes, so the brokers
@@ -18,9 +19,13 @@ hold orders whose intents the database still calls pending.
 
 Protocol on stdout (one line each, flushed):
     start <leader fills> <pending intents> <pending events> <pending held>
-        in the database before start-up; <pending held>: pending intents whose
+        in the database before start-up (intents pending or submitted, not yet
+        answered, count as pending); <pending held>: pending intents whose
         client order id a broker already holds (what a KILL_AT kill leaves)
-    <n>     after the n-th command of this run settled
+    <n> <timeouts> <reached>
+            after the n-th command of this run settled; the timeouts the brokers'
+            fault models decided in this run so far, and how many of them had
+            reached the broker (evidence that the burst met its faults)
 
 A refused leader command (`Refused`, e.g. margin) is skipped; anything else
 propagates and the worker dies with a traceback (exit status 1).
@@ -38,6 +43,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from synctui.brokers.faults import BrokerTimeout, FaultModel
 from synctui.domain.clock import SystemClock
 from synctui.domain.errors import Refused
 from synctui.domain.orders import OrderType, Side
@@ -70,9 +76,16 @@ SMART = "s1"
 SMART_INVESTMENT = Decimal(50_000_000)
 MAX_WORKING = 8  # leader working entries at once; more and the burst cancels instead
 
+# The followers' brokers fail now and then (SPEC 9), with transient faults only: a
+# request times out (having reached the broker or not) and the engine asks again with the
+# same client id; a follower's fill arrives in pieces. No rejects, so every copy but the
+# poor follower's must still go through, and the invariants stay exact.
+FAULTS = {"timeout": "0.2", "timeout_reached": "0.5", "partial": "0.3"}
+
 SPEC = {
     "prices": {symbol: str(price) for symbol, price in BASE_PRICE.items()},
-    "brokers": {"tv": {"naming": "tradovate"}, "px": {"naming": "projectx"}},
+    "brokers": {"tv": {"naming": "tradovate", "faults": {"seed": 11, **FAULTS}},
+                "px": {"naming": "projectx", "faults": {"seed": 12, **FAULTS}}},
     "accounts": [{"id": LEADER, "broker": "tv", "balance": 100_000_000}] + [
         {"id": follower, "broker": broker, "balance": 100_000_000}
         for follower, broker in FOLLOWERS.items()] + [
@@ -171,7 +184,29 @@ class DyingStore(Store):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class Timeouts:
+    """The timeouts decided in this process so far (every broker's fault model)."""
+
+    decided = 0
+    reached = 0
+
+
+def count_timeouts() -> None:
+    """Wrap the fault model's decision to count timeouts; it decides exactly as before."""
+    decide = FaultModel.times_out
+
+    def times_out(self: FaultModel) -> BrokerTimeout | None:
+        timeout = decide(self)
+        if timeout is not None:
+            Timeouts.decided += 1
+            Timeouts.reached += timeout.reached
+        return timeout
+
+    FaultModel.times_out = times_out  # type: ignore[method-assign]
+
+
 async def main(path: Path, seed: int, kill_at: int) -> None:
+    count_timeouts()
     rng = random.Random(seed)
     store = await DyingStore.open(path)
     store.kill_at = kill_at
@@ -179,10 +214,10 @@ async def main(path: Path, seed: int, kill_at: int) -> None:
     if not store.fresh:
         async with store.db.execute(
                 "SELECT (SELECT count(*) FROM fills WHERE account = ?), "
-                "(SELECT count(*) FROM intents WHERE status = 'pending'), "
+                "(SELECT count(*) FROM intents WHERE status IN ('pending', 'submitted')), "
                 "(SELECT count(*) FROM pending_events), "
                 "(SELECT count(*) FROM intents i JOIN orders o ON o.client_id = i.key "
-                " WHERE i.status = 'pending')", (LEADER,)) as cursor:
+                " WHERE i.status IN ('pending', 'submitted'))", (LEADER,)) as cursor:
             row = await cursor.fetchone()
         assert row is not None
         found = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
@@ -194,7 +229,10 @@ async def main(path: Path, seed: int, kill_at: int) -> None:
             command(session.world, rng, first=done == 0)
         await session.settle()
         done += 1
-        print(done, flush=True)
+        # one write: with PYTHONUNBUFFERED, print() writes each piece on its own and a
+        # kill between them would leave half a line
+        sys.stdout.write(f"{done} {Timeouts.decided} {Timeouts.reached}\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
