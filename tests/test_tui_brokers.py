@@ -9,21 +9,27 @@ to NQ), TOP-22 (x1) at topstep. Bravo is paused.
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
+from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from synctui.domain.clock import SteppingClock
 from synctui.domain.orders import Side
+from synctui.engine.views import leader_view
 from synctui.scenario.model import load_scenario
 from synctui.scenario.runner import Replay, build_world, run_step
 from synctui.tui.app import SyncApp, make_app
+from synctui.tui.screens.accounts import AccountTable
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.dashboard import Dashboard
+from synctui.tui.screens.groups import GroupSettingsScreen
 from synctui.tui.screens.help import KEYS
 from synctui.tui.widgets.follower_table import FollowerTable
+from synctui.tui.widgets.leader_panel import render_leader
 from tests.tui_support import DESK, SIZE, desk_app
 
 
@@ -33,6 +39,14 @@ def cell(app: SyncApp, account: str, column: str) -> str:
 
 def header(app: SyncApp) -> str:
     return str(app.screen.query_one("#brokers", Static).render())
+
+
+def leader_text(app: SyncApp) -> str:
+    """The leader panel as it is drawn, in plain text."""
+    group = app.desk.engine.group("Alpha")
+    console = Console(width=140, file=io.StringIO(), record=True)
+    console.print(render_leader(leader_view(app.desk.engine, group)))
+    return console.export_text()
 
 
 def position(app: SyncApp, account: str, symbol: str = "MNQ") -> Decimal:
@@ -98,6 +112,44 @@ async def test_a_disconnected_brokers_followers_are_marked_and_catch_up() -> Non
         assert position(app, "TOP-22") == 3 and position(app, "TOP-21", "NQ") == 3
         assert cell(app, "TOP-22", "broker") == "topstep"
         assert cell(app, "TOP-22", "status") == "in sync"
+
+
+async def test_every_table_that_lists_accounts_marks_a_disconnected_broker() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await act(pilot, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                            Decimal(2000)))
+        await act(pilot, lambda e: e.disconnect("tradovate"))
+        assert not app.desk.engine.brokers["tradovate"].connected
+        # The dashboard: the leader panel and the follower table.
+        assert "LEAD-1 at tradovate ○ offline" in leader_text(app)
+        assert cell(app, "APEX-11", "broker") == "tradovate ○ offline"
+        # Accounts.
+        await pilot.press("A")
+        accounts = app.screen.query_one(AccountTable)
+        assert str(accounts.get_cell("APEX-11", "broker")) == "tradovate ○ offline"
+        assert str(accounts.get_cell("TOP-21", "broker")) == "topstep"
+        await pilot.press("escape")
+        # My Copies.
+        await pilot.press("M")
+        await pilot.pause()
+        copies = app.screen.query_one("#copies", DataTable)
+        assert str(copies.get_cell("Alpha/SPARE-41", "key")) == \
+            "Alpha/SPARE-41  tradovate ○ offline"
+        await pilot.press("escape")
+        # Group settings: its leader and followers.
+        app.push_screen(GroupSettingsScreen("Alpha"))
+        await pilot.pause()
+        table = app.screen.query_one("#settings-followers", DataTable)
+        assert str(table.get_cell("APEX-12", "state")) == "tradovate ○ offline"
+        assert str(table.get_cell("TOP-22", "state")) == ""
+        assert "LEAD-1 (tradovate ○ offline)" in str(
+            app.screen.query_one("#group-summary", Static).render())
+        await pilot.press("escape")
+        await act(pilot, lambda e: e.reconnect("tradovate"))
+        await pilot.press("A")
+        accounts = app.screen.query_one(AccountTable)
+        assert str(accounts.get_cell("APEX-11", "broker")) == "tradovate"
 
 
 # --- b. out of sync, from the engine's reconciliation -----------------------------------

@@ -89,6 +89,7 @@ class LeaderView:
     realized: Decimal
     equity: Decimal
     orders: tuple[WorkingOrder, ...]
+    connected: bool = True  # its broker: while disconnected its fills are copied later
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def leader_view(engine: Engine, group: Group) -> LeaderView | None:
                                 o.qty, o.price, o.role) for o in view.orders)
     return LeaderView(group.leader, view.broker, view.breached, holdings,
                       sum((h.unrealized for h in holdings), ZERO), view.realized - view.fees,
-                      view.equity, orders)
+                      view.equity, orders, broker.connected)
 
 
 def contracts(engine: Engine, group: Group) -> list[str]:

@@ -63,11 +63,14 @@ def status_cell(row: FollowerRow) -> Text:
                 no_wrap=True)
 
 
+OFFLINE = "○ offline"  # a disconnected broker, in every table that lists accounts
+
+
 def broker_cell(name: str, connected: bool) -> Text:
     """A broker's name; a disconnected one is marked as the header marks it."""
     if connected:
         return literal(name)
-    return literal(f"{name} ○ offline", "bold red")
+    return literal(f"{name} {OFFLINE}", "bold red")
 
 
 def duration(value: timedelta) -> str:
