@@ -236,3 +236,18 @@ def test_copy_latency_is_measured_from_the_leader_event_to_the_acknowledgement()
     last, p95 = world.engine.copy_latency("G", "f1") or (None, None)
     assert last is not None and p95 is not None
     assert timedelta(0) < last <= p95 < timedelta(seconds=1)
+
+
+def test_a_late_broker_answers_later_and_delays_no_other(tmp_path: Path) -> None:
+    """tv answers after 2 s: its follower's copy is in flight until then (in the
+    meantime f1 holds nothing, and the copy is not sent twice); f2 at cme has its
+    copy at once."""
+    spec = desk([buy(2), {"op": "price", "symbol": "MNQ", "price": 21005}])
+    spec["brokers"]["tv"]["ack_delay"] = 2
+    result = both(spec, tmp_path / "a")
+    assert pos(result, "f2", "MNQ") == 2 and pos(result, "f1", "MNQ") == 0
+    spec["steps"] += [{"op": "wait", "seconds": 1}, {"op": "wait", "seconds": 1}]
+    result = both(spec, tmp_path / "b")
+    assert pos(result, "f1", "MNQ") == 2 and result["failures"] == []
+    assert result["accounts"]["f1"]["positions"][0]["avg_price"] == 21005
+    assert result["out_of_sync"] == []

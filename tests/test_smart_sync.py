@@ -1212,8 +1212,11 @@ def _properties_of_smart_sync_copies(invest_a: int, invest_b: int, fee: Decimal,
 
 # Share of each operation kind's attempts (not counting skips, where the
 # generated operation had nothing to act on) that must take effect over a run.
-MIN_OP_EFFECT = {"open": 0.6, "reduce": 0.9, "reverse": 0.6, "price": 0.9, "invest": 0.4,
-                 "lev": 0.5, "margin": 0.9}
+# Floors sit well below the measured rates (margin ~0.9 over only ~40 tries,
+# reduce ~0.95): hypothesis draws new cases each run, and a floor at the mean
+# fails one run in three. They still catch the old generator (margin ~0.4).
+MIN_OP_EFFECT = {"open": 0.6, "reduce": 0.75, "reverse": 0.6, "price": 0.9, "invest": 0.4,
+                 "lev": 0.5, "margin": 0.65}
 
 
 def test_properties_of_smart_sync_copies() -> None:

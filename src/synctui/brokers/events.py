@@ -82,6 +82,27 @@ class OrderFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderAcknowledged:
+    """The broker has a submitted order (SPEC 9: answers come after the request)."""
+
+    broker: str
+    account: str
+    client_id: str
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefused:
+    """The broker refused a submitted order, with its reason code."""
+
+    broker: str
+    account: str
+    client_id: str
+    reason: RejectReason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccountBreached:
     broker: str
     account: str
@@ -120,5 +141,6 @@ class PriceUpdated:
 
 BrokerEvent = (
     Fill | OrderPlaced | OrderModified | OrderCancelled | OrderFailed | AccountBreached
+    | OrderAcknowledged | OrderRefused
     | LeverageChanged | MarginAdjusted | PriceUpdated
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from synctui.brokers.base import AccountView, Listener, OrderRequest, PositionView
@@ -20,13 +21,15 @@ from synctui.brokers.events import (
     Fill,
     LeverageChanged,
     MarginAdjusted,
+    OrderAcknowledged,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
     OrderModified,
     OrderPlaced,
+    OrderRefused,
 )
-from synctui.brokers.faults import FaultModel, FaultSettings
+from synctui.brokers.faults import BrokerTimeout, FaultModel, FaultSettings
 from synctui.brokers.naming import NamingScheme, SymbolMap
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
@@ -114,6 +117,7 @@ class BrokerSettings:
     naming: NamingScheme = NamingScheme.PLAIN
     markets: frozenset[Market] = ALL_MARKETS  # what it trades (SPEC 9)
     faults: FaultSettings = NO_FAULTS  # seeded faults (SPEC 9)
+    ack_delay: Decimal = ZERO  # seconds before a submitted order is answered (the demo's)
 
 
 class SimBroker:
@@ -147,6 +151,8 @@ class SimBroker:
         # what the broker reports meanwhile is held, and reported on reconnect (SPEC 9).
         self.connected = True
         self.held: list[BrokerEvent] = []
+        self._late: list[tuple[datetime, str, OrderRequest]] = []  # submitted, not answered
+        self._buffer: list[BrokerEvent] | None = None  # reports held behind an answer
 
     # --- plumbing -----------------------------------------------------------
 
@@ -155,6 +161,9 @@ class SimBroker:
         return lambda: self._listeners.remove(listener)
 
     def _emit(self, event: BrokerEvent) -> None:
+        if self._buffer is not None:
+            self._buffer.append(event)
+            return
         if not self.connected:
             self.held.append(event)
             return
@@ -301,6 +310,56 @@ class SimBroker:
         return self._equity(acct) - self._used_margin(acct)
 
     # --- orders -------------------------------------------------------------
+
+    def submit(self, account: str, request: OrderRequest) -> None:
+        """Hand over a follower order: answered at once, or after `ack_delay` (when
+        `poll` finds it due). The answer (acknowledgement or refusal) is reported before
+        what the order did, as a real broker's order stream does."""
+        assert request.client_id is not None, "a submitted order has a client id"
+        self._online()
+        if self.settings.ack_delay > 0:
+            due = self.clock.now() + timedelta(
+                microseconds=int(self.settings.ack_delay * 1_000_000))
+            self._late.append((due, account, request))
+            return
+        self._answer(account, request)
+
+    def poll(self) -> None:
+        if not self._late or not self.connected:
+            return
+        now = self.clock.now()
+        due = [item for item in self._late if item[0] <= now]
+        self._late = [item for item in self._late if item[0] > now]
+        for _at, account, request in due:
+            with contextlib.suppress(BrokerTimeout):  # unanswered: the client asks again
+                self._answer(account, request)
+
+    def _answer(self, account: str, request: OrderRequest) -> None:
+        """Place, then report the answer first and what the order did after it. A
+        timeout reports no answer (the client asks again by client id), but what an
+        order that reached the broker did is reported all the same."""
+        self._buffer = []
+        answer: BrokerEvent | None = None
+        try:
+            answer = self._outcome(account, request)
+        finally:
+            reports, self._buffer = self._buffer, None
+            if answer is not None:
+                self._emit(answer)
+            for event in reports:
+                self._emit(event)
+
+    def _outcome(self, account: str, request: OrderRequest) -> BrokerEvent:
+        assert request.client_id is not None
+        try:
+            order_id = self.place_order(account, request)
+        except OrderRejected as rejected:
+            return OrderRefused(self.name, account, request.client_id, rejected.reason,
+                                rejected.message)
+        except Refused as refused:
+            return OrderRefused(self.name, account, request.client_id,
+                                RejectReason.REJECTED, refused.message)
+        return OrderAcknowledged(self.name, account, request.client_id, order_id)
 
     def place_order(self, account: str, request: OrderRequest) -> str:
         """Place an order. A follower's order (it has a client id) meets the fault model

@@ -24,17 +24,19 @@ from synctui.brokers.events import (
     Fill,
     LeverageChanged,
     MarginAdjusted,
+    OrderAcknowledged,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
     OrderModified,
     OrderPlaced,
+    OrderRefused,
     PriceUpdated,
 )
 from synctui.brokers.faults import BrokerTimeout
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.copies import Copy, OnStop
-from synctui.domain.errors import OrderRejected, Refused, RejectReason
+from synctui.domain.errors import Refused, RejectReason
 from synctui.domain.groups import (
     AddFollowers,
     Group,
@@ -306,6 +308,9 @@ class Engine:
         self.ratio.copy_fill(group, item.account, setting, symbol, fill, closed, opened)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
+        if isinstance(event, OrderAcknowledged | OrderRefused):
+            self._answered(event)
+            return
         if self._recording and isinstance(event, Fill) and self._update is not None:
             self._update.setdefault((event.broker, event.account, event.symbol),
                                     event.position_before)
@@ -835,49 +840,71 @@ class Engine:
         return intent
 
     def _dispatch(self, intent: Intent) -> None:
+        """Send one intent. A client id the broker already holds was sent before (a
+        restart, or a timeout that reached it): its outcome is taken from the broker and
+        it is never sent again. Otherwise it is submitted; its answer arrives as an
+        event (`_answered`), at once or later."""
         broker = self.broker_of(intent.follower)
-        order_id: str | None = None
         known = broker.order_by_client_id(intent.key)
-        if known is None:
-            waited = self._waited(intent)
-            if waited is None:
-                self.state.finish_intent(intent.key, None)
-                return
-            intent = waited
         if known is not None:
-            order_id = known.id
             if broker.order_status(known.id) is OrderStatus.REJECTED:
                 reason, message = broker.reject_reason(known.id) or (
                     RejectReason.REJECTED, "the broker rejected the order before the restart")
-                self.fail(intent.group, intent.follower, intent.symbol, reason, message,
-                                intent.bracket_of)
-                order_id = None
+                self._refused(intent, reason, message)
+            else:
+                self._accepted(intent, known.id)
+            return
+        waited = self._waited(intent)
+        if waited is None:
+            self.state.finish_intent(intent.key, None)
+            return
+        self.state.submit_intent(waited)
+        try:
+            broker.submit(intent.follower, waited.request)
+        except BrokerTimeout:
+            # Ask again with the same client id: a broker that has it answers with that
+            # order (the known branch above), one that does not takes it now.
+            self._dispatch(waited)
+        except Refused as refused:
+            self._refused(waited, getattr(refused, "reason", RejectReason.REJECTED),
+                          refused.message)
+
+    def _answered(self, event: OrderAcknowledged | OrderRefused) -> None:
+        """A broker's answer to a submitted intent. Handled as it arrives, before the
+        reports queued behind it, so that the links it makes (mirrors, bracketed
+        copies) are there when the order's own fills and the leader's next are handled."""
+        intent = self.state.inflight.get(event.client_id) or self.state.intents.get(
+            event.client_id)
+        if intent is None:
+            return  # completed already (asked by client id after a timeout or restart)
+        if isinstance(event, OrderAcknowledged):
+            self._accepted(intent, event.order_id)
         else:
-            try:
-                order_id = broker.place_order(intent.follower, intent.request)
-            except BrokerTimeout:
-                # Ask again with the same client id: a broker that has it answers with
-                # that order (the known branch above), one that does not takes it now.
-                self._dispatch(intent)
-                return
-            except OrderRejected as rejected:
-                self.fail(intent.group, intent.follower, intent.symbol, rejected.reason,
-                                rejected.message, intent.bracket_of)
-            except Refused as refused:
-                self.fail(intent.group, intent.follower, intent.symbol,
-                                RejectReason.REJECTED, refused.message, intent.bracket_of)
-        if order_id is not None:
-            outcome = (intent.group, self.owner(intent.follower), intent.symbol)
-            self.state.last_result[outcome] = True
-            if intent.at is not None:
-                self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
-                    self.clock.now() - intent.at)
-            self.state.link_copy(order_id, intent.group)
-            if intent.mirror_of is not None:
-                self.state.link_mirror(intent.mirror_of, intent.follower, order_id)
-            if intent.bracket_of is not None:
-                self.state.mark_bracketed(intent.bracket_of, intent.follower, order_id)
+            self._refused(intent, event.reason, event.message)
+
+    def _refused(self, intent: Intent, reason: RejectReason, message: str) -> None:
+        self.fail(intent.group, intent.follower, intent.symbol, reason, message,
+                  intent.bracket_of)
+        self.state.finish_intent(intent.key, None)
+
+    def _accepted(self, intent: Intent, order_id: str) -> None:
+        outcome = (intent.group, self.owner(intent.follower), intent.symbol)
+        self.state.last_result[outcome] = True
+        if intent.at is not None:
+            self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
+                self.clock.now() - intent.at)
+        self.state.link_copy(order_id, intent.group)
+        if intent.mirror_of is not None:
+            self.state.link_mirror(intent.mirror_of, intent.follower, order_id)
+        if intent.bracket_of is not None:
+            self.state.mark_bracketed(intent.bracket_of, intent.follower, order_id)
         self.state.finish_intent(intent.key, order_id)
+
+    def poll(self) -> None:
+        """Let brokers that answer late answer what is due (the demo's delay)."""
+        with self.command():
+            for broker in self.brokers.values():
+                broker.poll()
 
     def _on_fill(self, fill: Fill) -> None:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)

@@ -70,6 +70,7 @@ class EngineState:
     copy_group: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     intents: dict[str, Intent] = field(default_factory=dict)  # pending, in order
+    inflight: dict[str, Intent] = field(default_factory=dict)  # submitted, not answered
     waiting: dict[str, Waiting] = field(default_factory=dict)  # for disconnected brokers
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
     subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
@@ -119,8 +120,15 @@ class EngineState:
         self.intents[intent.key] = intent
         self._log("intent", intent)
 
+    def submit_intent(self, intent: Intent) -> None:
+        """Handed to its broker, not answered yet: never sent again, only asked about."""
+        self.intents.pop(intent.key, None)
+        self.inflight[intent.key] = intent
+        self._log("intent_submitted", intent.key)
+
     def finish_intent(self, key: str, order_id: str | None) -> None:
         self.intents.pop(key, None)
+        self.inflight.pop(key, None)
         self._log("intent_done", (key, order_id))
 
     def add_waiting(self, item: Waiting) -> None:

@@ -114,6 +114,9 @@ class BrokerSpec(_Model):
     markets: list[MarketName] = Field(default_factory=lambda: list(MARKETS),
                                       min_length=1)  # SPEC 9: what it trades
     faults: FaultSpec = Field(default_factory=lambda: FaultSpec())  # SPEC 9
+    # seconds before the broker answers an order (the demo's late broker); a replay's
+    # broker answers late orders at its `wait` steps
+    ack_delay: Number = Field(default=Decimal(0), ge=0, le=60)
 
 
 

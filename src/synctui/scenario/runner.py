@@ -92,7 +92,8 @@ def build_world(scenario: Scenario, clock: Clock | None = None) -> World:
             BrokerSettings(spec.fee_per_contract, spec.slippage_ticks, NamingScheme(spec.naming),
                            frozenset(Market(m) for m in spec.markets), FaultSettings(
                                spec.faults.seed, spec.faults.reject, spec.faults.timeout,
-                               spec.faults.timeout_reached, spec.faults.partial)),
+                               spec.faults.timeout_reached, spec.faults.partial),
+                           spec.ack_delay),
             clock,
         )
         for name, spec in scenario.brokers.items()
@@ -200,6 +201,7 @@ def apply_step(world: Replay, step: m.Step) -> None:
         if not isinstance(clock, SteppingClock):
             raise Refused("wait is for replays: their clock stands still otherwise")
         clock.advance(timedelta(microseconds=int(step.seconds * 1_000_000)))
+        engine.poll()  # a late broker answers what came due
     elif isinstance(step, m.ResyncStep):
         engine.resync(step.group, step.follower, step.symbol)
     elif isinstance(step, m.BareStep) and step.op == "emergency_stop":

@@ -22,11 +22,13 @@ from synctui.brokers.events import (
     Fill,
     LeverageChanged,
     MarginAdjusted,
+    OrderAcknowledged,
     OrderCancelled,
     OrderFailed,
     OrderInfo,
     OrderModified,
     OrderPlaced,
+    OrderRefused,
     PriceUpdated,
 )
 from synctui.engine.state import Waiting
@@ -34,7 +36,7 @@ from synctui.engine.state import Waiting
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Fill, OrderPlaced, OrderModified, OrderCancelled, OrderFailed, AccountBreached,
-                LeverageChanged, MarginAdjusted, PriceUpdated)
+                LeverageChanged, MarginAdjusted, PriceUpdated, OrderAcknowledged, OrderRefused)
 }
 
 

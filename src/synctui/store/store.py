@@ -257,8 +257,9 @@ class Store:
             rows.append((name, str(settings.fee_per_contract), str(settings.slippage_ticks),
                          settings.naming.value, *broker.counters(),
                          ",".join(sorted(settings.markets)), _faults(settings.faults),
-                         broker.faults.draws, int(broker.connected)))
-        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                         broker.faults.draws, int(broker.connected),
+                         str(settings.ack_delay)))
+        batch.add("INSERT INTO brokers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _prices(self, world: World, batch: _Batch, everything: bool) -> None:
         families = world.prices.families() if everything else world.prices.take_changed()
@@ -379,6 +380,8 @@ class Store:
                           [(data.key, self._waiting_seq, dump_waiting(data))])
             elif kind == "waiting_done":
                 batch.add("DELETE FROM waiting WHERE key = ?", [(data,)])
+            elif kind == "intent_submitted":
+                batch.add("UPDATE intents SET status = 'submitted' WHERE key = ?", [(data,)])
             elif kind == "intent_done":
                 key, order_id = data
                 batch.add("UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
@@ -439,10 +442,11 @@ class Store:
         sims: dict[str, SimBroker] = {}
         counters: dict[str, tuple[int, int]] = {}
         for (name, fee, slip, naming, next_order, next_fill, markets, faults, draws,
-             connected) in await self._rows("SELECT * FROM brokers"):
+             connected, ack_delay) in await self._rows("SELECT * FROM brokers"):
             sims[name] = SimBroker(name, catalog, prices, BrokerSettings(
                 Decimal(fee), Decimal(slip), NamingScheme(naming),
-                frozenset(Market(m) for m in markets.split(",")), _load_faults(faults)), clock)
+                frozenset(Market(m) for m in markets.split(",")), _load_faults(faults),
+                Decimal(ack_delay)), clock)
             sims[name].faults = FaultModel(sims[name].settings.faults, int(draws))
             sims[name].connected = bool(connected)
             brokers[name] = sims[name]
@@ -516,7 +520,8 @@ class Store:
                 (about,)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
-                "SELECT key, seq, body FROM intents WHERE status = 'pending' ORDER BY seq"):
+                "SELECT key, seq, body FROM intents WHERE status IN ('pending', 'submitted') "
+                "ORDER BY seq"):
             data = json.loads(body)
             state.intents[key] = Intent(key, data["group"], data["follower"], data["symbol"],
                                         load_request(data["request"]), data["mirror_of"],
