@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from synctui.domain.copies import CopyStatus
+from synctui.domain.errors import Refused
 from synctui.domain.groups import REASON_WORDS, Group, GroupStatus
 from synctui.engine.engine import Engine
 
@@ -85,3 +86,13 @@ def describe_status(group: Group) -> str:
     if group.reason is not None:
         words += f" ({REASON_WORDS[group.reason]})"
     return words
+
+
+def disconnected_broker(engine: Engine, account: str) -> str | None:
+    """The account's broker when it is disconnected (SPEC 9: nothing reaches it, its
+    copies wait); None when connected or the account is unknown."""
+    try:
+        broker = engine.broker_of(account)
+    except Refused:
+        return None
+    return None if broker.connected else broker.name

@@ -8,14 +8,16 @@ without a terminal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from weakref import WeakKeyDictionary
 
 from synctui.domain.copies import MIN_INVESTMENT, Copy, CopyStatus, OnStop
+from synctui.domain.errors import Refused
 from synctui.domain.groups import Group, GroupStatus, PauseReason
 from synctui.domain.instruments import LIMIT
 from synctui.domain.numbers import NumberError, bounded
+from synctui.domain.orders import Side
 from synctui.engine.engine import Engine
 from synctui.engine.events import AccountFilled, CopyChanged, EngineEvent, Failure
 from synctui.engine.group_views import cannot_trade
@@ -29,6 +31,23 @@ class FollowerStatus:
     FAILED = "failed"
     BREACHED = "breached"
     OFF = "sync off"
+    # The group copies nothing (paused, not configured): SPEC 9 expects nothing of it.
+    IDLE = "not active"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerState:
+    name: str
+    connected: bool
+
+
+def broker_states(engine: Engine) -> list[BrokerState]:
+    """Each broker the desk has accounts on, in the order the desk defines them: the
+    header shows which are connected. A broker with no account (the implicit `sim` of
+    a world that names its brokers) is left out: nothing of the desk depends on it."""
+    used = {engine.broker_of(a).name for a in engine.state.accounts}
+    return [BrokerState(name, broker.connected) for name, broker in engine.brokers.items()
+            if name in used]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,7 @@ class LeaderView:
     realized: Decimal
     equity: Decimal
     orders: tuple[WorkingOrder, ...]
+    connected: bool = True  # its broker: while disconnected its fills are copied later
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +105,11 @@ class FollowerRow:
     unrealized: Decimal
     realized: Decimal
     status: str
+    # What the follower must still trade to hold what it should (SPEC 9, signed), when
+    # it is out of sync for this contract; None when in sync or not reconciled.
+    difference: Decimal | None = None
+    connected: bool = True  # its broker; while disconnected its copies wait
+    latency: tuple[timedelta, timedelta] | None = None  # last, p95 (leader event -> ack)
 
 
 def group_summaries(engine: Engine) -> list[GroupSummary]:
@@ -109,7 +134,7 @@ def leader_view(engine: Engine, group: Group) -> LeaderView | None:
                                 o.qty, o.price, o.role) for o in view.orders)
     return LeaderView(group.leader, view.broker, view.breached, holdings,
                       sum((h.unrealized for h in holdings), ZERO), view.realized - view.fees,
-                      view.equity, orders)
+                      view.equity, orders, broker.connected)
 
 
 def contracts(engine: Engine, group: Group) -> list[str]:
@@ -127,10 +152,13 @@ def contracts(engine: Engine, group: Group) -> list[str]:
 
 
 def follower_rows(engine: Engine, group: Group, symbol: str) -> list[FollowerRow]:
-    leader_qty = ZERO
-    if group.leader is not None:
-        leader_broker = engine.broker_of(group.leader)
-        leader_qty = leader_broker.position(group.leader, leader_broker.symbols.native(symbol))
+    """One row per follower for one contract. Out of sync is the engine's SPEC 9
+    reconciliation (`Engine.out_of_sync`), taken once for the group: one pass over its
+    positions per refresh, however many followers it has. A drift is matched on the
+    symbol the follower trades, since two contracts crossed to one symbol are listed
+    under the first of them."""
+    drifts = {(d.account, d.traded): d.difference for d in engine.out_of_sync(group.name)}
+    reconciled = group.status is GroupStatus.ACTIVE and group.leader is not None
     rows = []
     for follower in group.followers:
         setting = group.setting(follower, symbol)
@@ -138,23 +166,83 @@ def follower_rows(engine: Engine, group: Group, symbol: str) -> list[FollowerRow
         broker = engine.broker_of(follower)
         detail = broker.position_detail(follower, broker.symbols.native(traded))
         position = detail.qty if detail else ZERO
+        difference = drifts.get((follower, traded)) if setting.sync else None
         if broker.is_breached(follower):
             status = FollowerStatus.BREACHED
         elif not setting.sync:
             status = FollowerStatus.OFF
+        elif not reconciled:
+            status = FollowerStatus.IDLE
         elif engine.state.last_result.get((group.name, follower, traded)) is False:
             status = FollowerStatus.FAILED
-        elif position == leader_qty * setting.ratio:
-            status = FollowerStatus.IN_SYNC
-        else:
+        elif difference is not None:
             status = FollowerStatus.OUT_OF_SYNC
+        else:
+            status = FollowerStatus.IN_SYNC
         rows.append(FollowerRow(
             account=follower, broker=broker.name, sync=setting.sync, ratio=setting.ratio,
             cross=setting.cross, traded=traded, position=position,
             avg_price=detail.avg_price if detail else None,
             unrealized=detail.unrealized if detail else ZERO,
-            realized=broker.realized_net(follower), status=status))
+            realized=broker.realized_net(follower), status=status, difference=difference,
+            connected=broker.connected, latency=engine.copy_latency(group.name, follower)))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncPreview:
+    """What a resync of one follower for one contract would do, in words, before it is
+    confirmed: `orders` is empty when there is nothing to send (in sync) or `refused`
+    says why it is not allowed."""
+
+    group: str
+    follower: str
+    symbol: str  # the leader's contract
+    traded: str  # the follower's symbol for it (its cross)
+    expected: Decimal | None
+    actual: Decimal | None
+    orders: str  # "buy 1 MNQ to close, then buy 4 MNQ"; "" when nothing is sent
+    refused: str | None
+    waits_for: str | None  # the follower's broker, when it is disconnected
+
+    @property
+    def in_sync(self) -> bool:
+        return self.refused is None and not self.orders
+
+
+def _signed(value: Decimal) -> str:
+    return f"+{value.normalize():f}" if value > 0 else f"{value.normalize():f}"
+
+
+def describe_orders(orders: tuple[tuple[Side, Decimal, bool], ...], symbol: str) -> str:
+    """Market orders in the order they go, in words: a close first, then the open."""
+    words = [f"{side.value} {qty.normalize():f} {symbol}" + (" to close" if reduce_only else "")
+             for side, qty, reduce_only in orders]
+    return ", then ".join(words)
+
+
+def resync_preview(engine: Engine, group: str, follower: str, symbol: str) -> ResyncPreview:
+    try:
+        plan = engine.resync_plan(group, follower, symbol)
+    except Refused as refused:
+        return ResyncPreview(group, follower, symbol, symbol, None, None, "", refused.message,
+                             None)
+    broker = engine.broker_of(follower)
+    return ResyncPreview(group, follower, symbol, plan.traded, plan.expected, plan.actual,
+                         describe_orders(plan.orders, plan.traded), None,
+                         None if broker.connected else broker.name)
+
+
+def resync_consequence(preview: ResyncPreview) -> str:
+    """The confirmation's text: exactly what is sent, and why."""
+    traded = preview.traded
+    text = (f"{preview.follower} holds {_signed(preview.actual or ZERO)} {traded} and should "
+            f"hold {_signed(preview.expected or ZERO)} (ratio x the leader's {preview.symbol}). "
+            f"Sends at market: {preview.orders}. No brackets.")
+    if preview.waits_for is not None:
+        text += (f" Broker {preview.waits_for} is disconnected: the orders wait and are "
+                 "sent when it reconnects.")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +260,7 @@ class AccountRow:
     breached: str | None  # the rule it breached, or None
     daily_loss_limit: Decimal | None
     max_drawdown: Decimal | None
+    connected: bool = True  # its broker (SPEC 9)
 
 
 def in_use(engine: Engine, account: str) -> Decimal:
@@ -193,7 +282,7 @@ def account_rows(engine: Engine) -> list[AccountRow]:
             available=view.available, in_use=in_use(engine, account),
             used_margin=view.used_margin, today=broker.today_pnl(account),
             breached=view.breached, daily_loss_limit=view.risk.daily_loss_limit,
-            max_drawdown=view.risk.max_drawdown))
+            max_drawdown=view.risk.max_drawdown, connected=broker.connected))
     return rows
 
 
@@ -213,6 +302,8 @@ class CopyRow:
     stop_loss: Decimal | None
     on_stop: OnStop
     positions: int
+    broker: str = ""  # the copy's sub-account's broker
+    connected: bool = True  # that broker: while disconnected the copy's orders wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,12 +402,14 @@ def copy_journal(engine: Engine) -> CopyJournal:
 
 
 def _copy_row(engine: Engine, copy: Copy) -> CopyRow:
-    view = engine.broker_of(copy.sub).view(copy.sub)
+    broker = engine.broker_of(copy.sub)
+    view = broker.view(copy.sub)
     realized = view.realized - view.fees
     equity = copy.investment + realized if copy.funds_returned else view.equity
     unrealized = ZERO if copy.funds_returned else view.equity - view.balance
     return CopyRow(copy.key, copy.group, copy.account, copy.status, copy.investment, equity,
-                   realized, unrealized, copy.stop_loss, copy.on_stop, len(view.positions))
+                   realized, unrealized, copy.stop_loss, copy.on_stop, len(view.positions),
+                   broker.name, broker.connected)
 
 
 _STATUS_ORDER = {CopyStatus.ACTIVE: 0, CopyStatus.STOPPED: 1, CopyStatus.ENDED: 2}

@@ -9,10 +9,12 @@ nothing here settles a store; the caller does that after each tick.
 
 from __future__ import annotations
 
+import random
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 from synctui.brokers.base import Broker
+from synctui.brokers.sim import SimBroker
 from synctui.domain.errors import Refused
 from synctui.domain.instruments import Instrument
 from synctui.domain.orders import Side
@@ -45,6 +47,16 @@ PERP_MAX_UNITS = 3
 # Futures sizing: at most this share of equity in margin, and 1 to 3 contracts.
 FUTURES_MARGIN_SHARE = Decimal("0.04")
 FUTURES_MAX_CONTRACTS = 3
+# The flaky broker's connection drops now and then, so the demo shows the copier
+# recovering (SPEC 9): the first drop after 30 to 60 s, then every 1.5 to 2.5 min, each
+# for 3 to 7 s (in ticks of the app's quarter second).
+FIRST_DROP = (120, 240)
+DROP_EVERY = (360, 600)
+DROP_FOR = (12, 28)
+# Two seconds after a reconnect, a follower of the flaky broker still out of sync is
+# resynced, as the trader would with `r`: fills its broker made while away (its own
+# brackets) can leave it off ratio x the leader (SPEC 9 reconciliation).
+RESYNC_AFTER = 8
 
 
 def load_demo(path: Path = DEFAULT_DEMO) -> Scenario:
@@ -86,6 +98,22 @@ def default_leaders(world: World) -> list[tuple[str, str]]:
         if spare:
             leaders.append((leader, _smallest(world, spare[index % len(spare)]).symbol))
     return leaders
+
+
+def flaky_broker(world: World) -> str | None:
+    """The broker whose connection the demo drops: the first one with seeded faults
+    (SPEC 9 `faults`) on which no group leader trades, so the leaders keep trading
+    while its followers wait and catch up. None when there is none: a desk without
+    faults never loses a connection."""
+    engine = world.engine
+    leaders = {engine.broker_of(g.leader).name
+               for g in engine.state.groups.groups.values() if g.leader is not None}
+    used = {engine.broker_of(a).name for a in engine.state.accounts}
+    for name, broker in engine.brokers.items():
+        if name in used and name not in leaders and isinstance(broker, SimBroker) \
+                and broker.faults.settings.any:
+            return name
+    return None
 
 
 def _trades(world: World, account: str, symbol: str) -> bool:
@@ -130,6 +158,13 @@ class DemoDriver:
         self.strategy = DemoStrategy(seed)
         self._breached: set[str] = set()
         self._pick_leaders()
+        # Seeded apart from the market and the strategy: the drops never change what
+        # the leaders do, only when their copies reach the flaky broker's followers.
+        self._drops = random.Random(seed * 1_000_003 + 17)  # noqa: S311 - a simulation
+        self.flaky = flaky_broker(world)
+        self._next_drop = self.ticks + self._drops.randint(*FIRST_DROP)
+        self._back_at: int | None = None  # the tick the dropped broker reconnects
+        self._resync_at: int | None = None  # the tick its followers are checked
 
     @property
     def world(self) -> World:
@@ -143,6 +178,7 @@ class DemoDriver:
             self.market = self._new_market(world, self.seed + self.ticks)
         self._world = world
         self._pick_leaders()
+        self.flaky = flaky_broker(world) if self._back_at is None else self.flaky
 
     def _new_market(self, world: World, seed: int) -> MarketSimulator:
         prices = self._start_prices(world)
@@ -176,10 +212,48 @@ class DemoDriver:
                 engine.set_price(symbol, price)
             except Refused as refused:
                 lines.append(f"market: {symbol} {price} refused: {refused.message}")
+        lines.extend(self._connection(engine))
         if (self.ticks - 1) % self.decide_every == 0:
             snapshots = self._snapshots(lines)
             for action in self.strategy.decide(snapshots):
                 lines.extend(self._apply(action))
+        return lines
+
+    def _connection(self, engine: Engine) -> list[str]:
+        """Drop the flaky broker's connection on schedule and bring it back."""
+        if self.flaky is None:
+            return []
+        if self._resync_at is not None and self.ticks >= self._resync_at:
+            self._resync_at = None
+            return self._resync(engine, self.flaky)
+        if self._back_at is not None:
+            if self.ticks < self._back_at:
+                return []
+            self._back_at = None
+            self._next_drop = self.ticks + self._drops.randint(*DROP_EVERY)
+            self._resync_at = self.ticks + RESYNC_AFTER
+            engine.reconnect(self.flaky)
+            return [f"broker {self.flaky} reconnected: its followers catch up"]
+        if self.ticks < self._next_drop:
+            return []
+        self._back_at = self.ticks + self._drops.randint(*DROP_FOR)
+        engine.disconnect(self.flaky)
+        return [f"broker {self.flaky} disconnected: its followers' copies wait"]
+
+    @staticmethod
+    def _resync(engine: Engine, broker: str) -> list[str]:
+        lines = []
+        for drift in engine.out_of_sync():
+            if engine.broker_of(drift.account).name != broker:
+                continue
+            try:
+                engine.resync(drift.group, drift.account, drift.symbol)
+            except Refused as refused:
+                lines.append(f"resync {drift.account} {drift.symbol} refused: "
+                             f"{refused.message}")
+                continue
+            lines.append(f"resync {drift.account} {drift.symbol}: held {drift.actual:f}, "
+                         f"should hold {drift.expected:f}")
         return lines
 
     def _snapshots(self, lines: list[str]) -> list[LeaderSnapshot]:

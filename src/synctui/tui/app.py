@@ -22,7 +22,7 @@ from synctui.engine.events import (
     GroupChanged,
     PriceMoved,
 )
-from synctui.engine.views import copy_journal
+from synctui.engine.views import broker_states, copy_journal
 from synctui.engine.world import World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
@@ -64,6 +64,8 @@ class SyncApp(App[None]):
         # CLI prints it as one line and exits 2.
         self.failure: str | None = None
         self.stale = False  # the market moved since the dashboard was last refreshed
+        # Each broker's connection as last logged: a change is logged and notified once.
+        self.connections: dict[str, bool] = {}
 
     def get_default_screen(self) -> Screen[None]:
         return Dashboard() if self.startup_error is None else Screen()
@@ -86,6 +88,7 @@ class SyncApp(App[None]):
                         "see the log (l)", severity="warning", markup=False)
         self.desk.engine.subscribe(self._on_engine_event)
         copy_journal(self.desk.engine)  # a copy's fills and investment changes, from now on
+        self.connections = {b.name: b.connected for b in broker_states(self.desk.engine)}
         for family, price in self.desk.engine.prices.families().items():
             self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(price))
 
@@ -120,7 +123,27 @@ class SyncApp(App[None]):
 
     async def _tick(self) -> None:
         await self.desk.tick()
+        self.watch_brokers()
         self.stale = True
+
+    def watch_brokers(self) -> None:
+        """Log and notify each broker that dropped or came back since the last look.
+        The engine publishes no event for a connection change, so the app compares the
+        brokers' state after every demo tick and every command it runs."""
+        for state in broker_states(self.desk.engine):
+            before = self.connections.get(state.name, True)
+            if before == state.connected:
+                continue
+            self.connections[state.name] = state.connected
+            if state.connected:
+                text = (f"broker {state.name} reconnected: what waited for it is sent, "
+                        "its fills meanwhile are copied")
+            else:
+                text = (f"broker {state.name} disconnected: copies for its accounts wait "
+                        "until it reconnects")
+            self.log_action(None, text, kind="broker")
+            self.notify(text, title="Broker", markup=False,
+                        severity="information" if state.connected else "warning")
 
     def _refresh_if_stale(self) -> None:
         """Coalesces market ticks: several moves, one repaint."""
@@ -129,6 +152,7 @@ class SyncApp(App[None]):
 
     def refresh_dashboard(self) -> None:
         self.stale = False
+        self.watch_brokers()
         screen = self.screen
         for candidate in (screen, *self.screen_stack):
             if isinstance(candidate, Dashboard):
@@ -233,6 +257,8 @@ class SyncApp(App[None]):
             yield SystemCommand("Cross symbol", "Pick a same-family cross", screen.action_cross)
             yield SystemCommand("Flatten Position", "Close the selected follower's position",
                                 screen.action_flatten_position)
+            yield SystemCommand("Resync", "Bring the selected follower to what it should "
+                                "hold for this contract (asks first)", screen.action_resync)
             yield SystemCommand("Flatten All", "Close everything in this group",
                                 screen.action_flatten_all)
             yield SystemCommand("Cancel Orders", "Cancel every working order in this group",

@@ -25,8 +25,8 @@ from synctui.engine.engine import Engine
 from synctui.engine.views import AccountRow, account_rows
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.follower_table import broker_cell
 from synctui.tui.widgets.format import money
-from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
     from synctui.tui.app import SyncApp
@@ -76,7 +76,7 @@ def status(row: AccountRow) -> Text:
 
 RENDER: dict[str, Callable[[AccountRow], Any]] = {
     "account": lambda r: Text(r.account, style="bold red" if r.breached else ""),
-    "broker": lambda r: literal(r.broker),
+    "broker": lambda r: broker_cell(r.broker, r.connected),
     "balance": lambda r: amount(r.balance),
     "equity": lambda r: amount(r.equity),
     "available": lambda r: amount(r.available),
@@ -92,7 +92,7 @@ FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "account": ("account",), "broker": ("broker",), "balance": ("balance",),
     "equity": ("equity",), "available": ("available",), "in_use": ("in_use",),
     "used_margin": ("margin",), "today": ("today",), "breached": ("account", "status"),
-    "daily_loss_limit": ("daily",), "max_drawdown": ("drawdown",),
+    "daily_loss_limit": ("daily",), "max_drawdown": ("drawdown",), "connected": ("broker",),
 }
 
 
@@ -133,7 +133,8 @@ class AccountTable(DataTable[Any]):
                 for name, columns in FIELD_COLUMNS.items():
                     if getattr(old, name) != getattr(row, name):
                         for column in columns:
-                            self.update_cell(account, column, RENDER[column](row))
+                            self.update_cell(account, column, RENDER[column](row),
+                                             update_width=column == "broker")
             self._rows[account] = row
 
 

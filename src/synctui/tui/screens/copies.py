@@ -39,6 +39,7 @@ from synctui.engine.views import (
 )
 from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.follower_table import OFFLINE
 from synctui.tui.widgets.format import money, price, qty
 from synctui.tui.widgets.text import literal
 
@@ -499,7 +500,10 @@ COLUMNS = [("key", "Copy"), ("status", "Status"), ("investment", "Investment"),
 def _cells(row: CopyRow) -> dict[str, object]:
     stop = (f"{_amount(row.stop_loss)} ({row.on_stop.value})" if row.stop_loss is not None
             else "none")
-    return {"key": literal(row.key), "status": row.status.value,
+    key = literal(row.key)
+    if not row.connected:  # its broker is disconnected: the copy's orders wait
+        key.append(f"  {row.broker} {OFFLINE}", style="bold red")
+    return {"key": key, "status": row.status.value,
             "investment": _amount(row.investment),
             "equity": _amount(row.equity), "realized": money(row.realized),
             "unrealized": money(row.unrealized), "positions": str(row.positions), "stop": stop}
@@ -579,7 +583,7 @@ class CopiesScreen(Screen[None]):
                 continue
             for column, value in cells.items():
                 if str(table.get_cell(row.key, column)) != str(value):
-                    table.update_cell(row.key, column, value)
+                    table.update_cell(row.key, column, value, update_width=column == "key")
 
     def selected(self) -> tuple[str, str] | None:
         table = self.query_one("#copies", DataTable)

@@ -20,7 +20,15 @@ from textual.widgets import Button, DataTable, Footer, Label, OptionList, Sparkl
 
 from synctui.domain.groups import Group
 from synctui.engine.engine import Engine
-from synctui.engine.views import contracts, follower_rows, group_summaries, leader_view
+from synctui.engine.views import (
+    broker_states,
+    contracts,
+    follower_rows,
+    group_summaries,
+    leader_view,
+    resync_consequence,
+    resync_preview,
+)
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.cross_picker import REMOVE, CrossPicker
@@ -32,7 +40,22 @@ from synctui.tui.widgets.leader_panel import LeaderPanel
 from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
+    from synctui.engine.views import BrokerState
     from synctui.tui.app import SyncApp
+
+
+def brokers_text(states: list[BrokerState]) -> Text:
+    """Each broker's connection: "tradovate ●  topstep ○ disconnected  bybit ●"."""
+    text = Text(end="")
+    for index, state in enumerate(states):
+        if index:
+            text.append("  ")
+        text.append(state.name)  # Text.append never parses markup: names stay literal
+        if state.connected:
+            text.append(" ●", style="green")
+        else:
+            text.append(" ○ disconnected", style="bold red")
+    return text
 
 
 class Dashboard(Screen[None]):
@@ -50,6 +73,7 @@ class Dashboard(Screen[None]):
         Binding("right_square_bracket", "contract(1)", "Next contract", show=False),
         Binding("g", "log_scope", "Log scope", show=False),
         Binding("s", "copy_group", "Copy (Smart Sync)"),
+        Binding("r", "resync", "Resync"),
     ]
 
     def __init__(self) -> None:
@@ -72,6 +96,7 @@ class Dashboard(Screen[None]):
         with Horizontal(id="topbar"):
             yield Label("synctui", id="brand")
             yield Static(id="desk-status")
+            yield Static(id="brokers")
             yield Button("EMERGENCY STOP (E)", id="emergency", variant="error")
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
@@ -166,6 +191,7 @@ class Dashboard(Screen[None]):
         active = sum(1 for s in summaries if s.status == "active")
         self.query_one("#desk-status", Static).update(
             f"{len(summaries)} groups, {active} active")
+        self.query_one("#brokers", Static).update(brokers_text(broker_states(self.engine)))
 
     # --- selection -----------------------------------------------------------------------
 
@@ -201,6 +227,7 @@ class Dashboard(Screen[None]):
 
     async def _run(self, command: Callable[[Engine], object], done: str | None = None) -> bool:
         error = await self.sync_app.desk.run(command, done or "")
+        self.sync_app.watch_brokers()
         if error is not None:
             self.notify(error, title="Refused", severity="error", markup=False)
         elif done:
@@ -282,6 +309,29 @@ class Dashboard(Screen[None]):
             f"Cancels {follower}'s working {traded} orders and closes {what} at market.",
             lambda e: e.flatten_position(follower, traded),
             f"flatten {traded} for {follower}", "Flatten")
+
+    def action_resync(self) -> None:
+        """Bring the selected follower to what it should hold for the selected contract
+        (SPEC 9). The confirmation lists the exact orders from the engine's plan; in
+        sync, or not allowed, it says so instead and nothing is asked."""
+        chosen = self._selection()
+        if not chosen:
+            return
+        group, symbol, follower = chosen
+        preview = resync_preview(self.engine, group.name, follower, symbol)
+        if preview.refused is not None:
+            self.notify(preview.refused, title="Resync refused", severity="error",
+                        markup=False)
+            return
+        if preview.in_sync:
+            held = qty(preview.actual) if preview.actual is not None else "0"
+            self.notify(f"{follower} is in sync for {symbol} (holds {held} "
+                        f"{preview.traded}): nothing to send.", title="Resync",
+                        markup=False)
+            return
+        self._confirm(f"Resync {follower} on {symbol}?", resync_consequence(preview),
+                      lambda e: e.resync(group.name, follower, symbol),
+                      f"resync {follower} on {symbol}: {preview.orders}", "Resync")
 
     def action_flatten_all(self) -> None:
         group = self.current_group()

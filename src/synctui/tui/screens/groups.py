@@ -43,11 +43,13 @@ from synctui.domain.groups import (
 from synctui.engine.group_views import (
     cannot_trade,
     describe_status,
+    disconnected_broker,
     free_accounts,
     group_rows,
 )
 from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.follower_table import OFFLINE
 from synctui.tui.widgets.format import money
 from synctui.tui.widgets.group_list import BADGE
 from synctui.tui.widgets.text import choices, literal
@@ -337,6 +339,9 @@ class GroupSettingsScreen(Screen[None]):
         summary = Text()
         summary.append("Leader: ", style="dim")
         summary.append(group.leader or "none", style="bold" if group.leader else "dim")
+        offline = disconnected_broker(engine, group.leader) if group.leader else None
+        if offline is not None:
+            summary.append(f" ({offline} {OFFLINE})", style="bold red")
         summary.append("   Status: ", style="dim")
         summary.append(describe_status(group), style="bold")
         if group.status is not saved.status or group.reason is not saved.reason:
@@ -349,8 +354,11 @@ class GroupSettingsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.clear()
         for follower in group.followers:
-            state = "" if follower in saved.followers else "pending add"
-            table.add_row(literal(follower), Text(state, style="yellow"), key=follower)
+            state = Text("" if follower in saved.followers else "pending add", style="yellow")
+            offline = disconnected_broker(engine, follower)
+            if offline is not None:  # its copies wait for the broker (SPEC 9)
+                state.append(("  " if state else "") + f"{offline} {OFFLINE}", style="bold red")
+            table.add_row(literal(follower), state, key=follower)
         for follower in saved.followers:
             if follower not in group.followers:
                 table.add_row(Text(follower, style="strike dim"),

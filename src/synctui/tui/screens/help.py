@@ -18,6 +18,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("+ / -", "ratio up / down (x1..x10)"),
     ("c", "pick a cross symbol (same family); x in the picker removes it"),
     ("f", "flatten the follower's position (asks first)"),
+    ("r", "resync the follower for this contract: the orders that bring it to what it "
+          "should hold (asks first, listing them)"),
     ("F", "Flatten All: every position and order of the group (asks first)"),
     ("o", "Cancel Orders of the group (asks first)"),
     ("E", "Emergency Stop: flatten every group, then pause them (asks first)"),

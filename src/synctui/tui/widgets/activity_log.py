@@ -18,6 +18,7 @@ KIND_STYLE = {
     "breach": "reverse red",
     "smart": "magenta",
     "action": "bold",
+    "broker": "bold yellow",
 }
 
 

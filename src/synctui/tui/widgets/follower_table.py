@@ -8,6 +8,7 @@ cursor stays where the trader left it. One click on a control cell acts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from rich.style import Style
@@ -35,7 +36,8 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("avg", "Avg", 9),
     ("upnl", "uPnL", 9),
     ("rpnl", "rPnL", 9),
-    ("status", "Status", 11),
+    ("status", "Status", 10),
+    ("latency", "Latency", 9),
     ("flatten", " ", None),
 )
 STATUS_STYLE = {
@@ -44,12 +46,54 @@ STATUS_STYLE = {
     FollowerStatus.FAILED: "bold red",
     FollowerStatus.BREACHED: "reverse red",
     FollowerStatus.OFF: "dim",
+    FollowerStatus.IDLE: "dim",
 }
+
+
+def status_cell(row: FollowerRow) -> Text:
+    """The status word; for a follower out of sync, what it must still trade to hold
+    what it should (SPEC 9's expected minus actual, signed), as "out +2"; a failed
+    copy that left it so, "failed +2". Compact: the table fits 150 columns."""
+    text = row.status
+    if row.difference is not None and row.status == FollowerStatus.OUT_OF_SYNC:
+        text = f"out {qty(row.difference)}"
+    elif row.difference is not None and row.status == FollowerStatus.FAILED:
+        text = f"failed {qty(row.difference)}"
+    return Text(text, style=STATUS_STYLE.get(row.status, ""), overflow="ellipsis",
+                no_wrap=True)
+
+
+OFFLINE = "○ offline"  # a disconnected broker, in every table that lists accounts
+
+
+def broker_cell(name: str, connected: bool) -> Text:
+    """A broker's name; a disconnected one is marked as the header marks it."""
+    if connected:
+        return literal(name)
+    return literal(f"{name} {OFFLINE}", "bold red")
+
+
+def duration(value: timedelta) -> str:
+    """A copy latency as a trader reads it, in at most five characters: milliseconds
+    below a second, then seconds (a copy that waited for a reconnect)."""
+    ms = value / timedelta(milliseconds=1)
+    if ms < 999.5:
+        return f"{ms:.0f}ms"
+    if ms < 9_950:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms / 1000:.0f}s" if ms < 99_500 else ">99s"
+
+
+def latency_cell(row: FollowerRow) -> Text:
+    if row.latency is None:
+        return Text("-", style="dim", justify="right")
+    last, p95 = row.latency
+    return Text(f"{duration(last)}/{duration(p95)}", justify="right")
 
 
 RENDER: dict[str, Callable[[FollowerRow], Any]] = {
     "account": lambda r: literal(r.account),
-    "broker": lambda r: literal(r.broker),
+    "broker": lambda r: broker_cell(r.broker, r.connected),
     "sync": lambda r: Text("[x] on" if r.sync else "[ ] off",
                            style="bold green" if r.sync else "dim"),
     "minus": lambda r: Text("[-]", style="bold" if r.ratio > 1 else "dim"),
@@ -61,7 +105,8 @@ RENDER: dict[str, Callable[[FollowerRow], Any]] = {
     "avg": lambda r: Text(price(r.avg_price), justify="right"),
     "upnl": lambda r: money(r.unrealized),
     "rpnl": lambda r: money(r.realized),
-    "status": lambda r: Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+    "status": status_cell,
+    "latency": latency_cell,
     "flatten": lambda r: Text("flatten", style="underline"),
 }
 # Which cells a changed row field repaints: a tick that moves only uPnL builds one cell.
@@ -69,7 +114,8 @@ FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "account": ("account",), "broker": ("broker",), "sync": ("sync",),
     "ratio": ("minus", "ratio", "plus"), "cross": ("cross",), "traded": (),
     "position": ("position",), "avg_price": ("avg",), "unrealized": ("upnl",),
-    "realized": ("rpnl",), "status": ("status",),
+    "realized": ("rpnl",), "status": ("status",), "difference": ("status",),
+    "connected": ("broker",), "latency": ("latency",),
 }
 
 
@@ -115,7 +161,9 @@ class FollowerTable(DataTable[Any]):
                 for name, columns in FIELD_COLUMNS.items():
                     if getattr(old_row, name) != getattr(row, name):
                         for column in columns:
-                            self.update_cell(account, column, RENDER[column](row))
+                            # A broker marked offline is wider: its column grows once.
+                            self.update_cell(account, column, RENDER[column](row),
+                                             update_width=column == "broker")
                             version = (account, column)
                             self._versions[version] = self._versions.get(version, 0) + 1
             self._rows[account] = row

@@ -29,7 +29,9 @@ def render_leader(view: LeaderView | None) -> RichGroup | Text:
         head.add_column()
     head.add_row(
         Text("Leader", style="dim"), Text(view.account, style="bold"),
-        Text("at", style="dim"), Text(view.broker, style="bold"),
+        Text("at", style="dim"),
+        Text(view.broker, style="bold") if view.connected
+        else Text(f"{view.broker} ○ offline", style="bold red"),
         Text(" equity", style="dim"), Text(f"{view.equity.quantize(CENTS):,}"),
         Text(" unrealized", style="dim"), _plain(money(view.unrealized)),
         Text(" realized", style="dim"), _plain(money(view.realized)),
