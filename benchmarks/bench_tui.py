@@ -77,8 +77,10 @@ async def main(followers: int, presses: int) -> None:
         original = FollowerTable.render_lines
 
         def spy(widget: FollowerTable, crop: Region) -> list[Strip]:
-            # only a paint made once the engine holds the new ratio counts
-            if group.setting(str(watch["follower"]), "MNQ").ratio != watch["before"]:
+            # only a paint made once the engine holds the new ratio counts (and none
+            # before the first press, when nothing is watched yet)
+            if "follower" in watch and group.setting(
+                    str(watch["follower"]), "MNQ").ratio != watch["before"]:
                 painted.append(time.perf_counter())
             return original(widget, crop)
 

@@ -1202,3 +1202,16 @@ def _world_for_wal() -> World:
 
     return _build(_parse(_json.dumps({"prices": {"MNQ": 21000},
                                       "accounts": [{"id": "a", "balance": 1000}]})))
+
+
+def test_an_order_request_written_by_hand_reads_back_as_written() -> None:
+    """The hot path's hand-written codec keeps the reflective one's shape."""
+    from synctui.store.codec import _out, dump_request, load_request
+
+    for request in (OrderRequest(symbol="MNQZ6", side=Side.BUY, qty=D("3"), client_id="k"),
+                    OrderRequest(symbol="BTC-USDT-SWAP", side=Side.SELL, qty=D("0.012"),
+                                 type=OrderType.LIMIT, price=D("50000.1"), reduce_only=True,
+                                 stop_loss=D("51000"), take_profit=D("49000.5"),
+                                 client_id="c")):
+        assert dump_request(request) == _out(request)
+        assert load_request(json.loads(json.dumps(dump_request(request)))) == request

@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the final state as JSON")
     replay.add_argument("--db", type=Path, default=None,
                         help="keep the replay's database here (default: a temporary one)")
+    bench = commands.add_parser(
+        "bench", help="measure fan-out latency, throughput, start-up, memory and the dashboard")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny sizes, a few seconds (a smoke run, not a measurement)")
     return parser
 
 
@@ -100,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args.file, args.json, args.db)
+    if args.command == "bench":
+        from synctui.bench.run import main as bench
+
+        return bench(args.quick, args.json)
     return _dashboard(args.db, args.scenario, args.seed)
 
 

@@ -79,6 +79,8 @@ from synctui.engine.state import EngineState, Intent, Waiting
 Observer = Callable[[EngineEvent], None]
 
 
+_CHANGES: dict[type, str] = {OrderPlaced: "placed", OrderModified: "modified",
+                             OrderCancelled: "cancelled"}
 LATENCY_SAMPLES = 200  # per follower and group, for the dashboard's last / p95
 
 
@@ -169,7 +171,7 @@ class Engine:
         self._draining = True
         try:
             while True:
-                if self._sendable():
+                if self.ready_to_send:
                     if self.deferred:
                         return
                     self.dispatch()
@@ -193,14 +195,18 @@ class Engine:
     @property
     def idle(self) -> bool:
         """Nothing to send, resume or handle (intents for a disconnected broker wait)."""
-        return not self._queue and not self._sendable() and self._ready_waiting() is None
+        return not self._queue and not self.ready_to_send and self._ready_waiting() is None
 
     @property
     def ready_to_send(self) -> bool:
-        return bool(self._sendable())
+        """Some intent can go: its broker is connected. Stops at the first one."""
+        return any(self._reachable(i) for i in self.state.intents.values())
+
+    def _reachable(self, intent: Intent) -> bool:
+        return self.broker_of(intent.follower).connected
 
     def _sendable(self) -> list[Intent]:
-        return [i for i in self.state.intents.values() if self.connected(i.follower)]
+        return [i for i in self.state.intents.values() if self._reachable(i)]
 
     def _ready_waiting(self) -> Waiting | None:
         for item in self.state.waiting.values():
@@ -314,7 +320,28 @@ class Engine:
         if self._recording and isinstance(event, Fill) and self._update is not None:
             self._update.setdefault((event.broker, event.account, event.symbol),
                                     event.position_before)
+        if self._only_told(event):
+            return
         self._queue.append(event)
+
+    def _only_told(self, event: BrokerEvent) -> bool:
+        """A report that copies nothing and changes nothing here (a ratio follower's own
+        fill or order change: followers lead nothing) is told to observers at once
+        instead of queued: a fan-out's thousand follower fills never wait in the queue
+        nor in the store's pending events."""
+        if isinstance(event, Fill):
+            account = event.account
+        elif isinstance(event, OrderPlaced | OrderModified | OrderCancelled):
+            account = event.order.account
+        else:
+            return False
+        if account in self.state.subs or self.state.groups.group_led_by(account) is not None:
+            return False
+        if isinstance(event, Fill):
+            self._on_fill(event)
+        else:
+            self._order_changed(event.order, _CHANGES[type(event)])
+        return True
 
     def close_basis(self, broker: Broker, account: str, native: str) -> tuple[Decimal, Decimal]:
         """An account's position now, and the one a proportional close is sized on:
@@ -809,10 +836,12 @@ class Engine:
         """Send every pending intent. A key the broker already knows was sent before a
         restart: its outcome is taken from the broker, never sent twice."""
         while True:
-            sendable = self._sendable()
-            if not sendable:
+            batch = self._sendable()  # dispatching makes no new intents: one pass each
+            if not batch:
                 return
-            self._dispatch(sendable[0])
+            for intent in batch:
+                if intent.key in self.state.intents:
+                    self._dispatch(intent)
 
     def _waited(self, intent: Intent) -> Intent | None:
         """An intent that waited for its broker, as it is to be sent now: None when it

@@ -84,8 +84,16 @@ def load_event(text: str) -> BrokerEvent:
 
 
 def dump_request(request: OrderRequest) -> dict[str, Any]:
-    data: dict[str, Any] = _out(request)
-    return data
+    """By hand, not by reflection: one of these is written per follower order (the hot
+    path), and the shape is the reflective one's, so `load_request` reads both."""
+    return {"symbol": request.symbol, "side": request.side.value, "qty": str(request.qty),
+            "type": request.type.value, "price": _text(request.price),
+            "reduce_only": request.reduce_only, "stop_loss": _text(request.stop_loss),
+            "take_profit": _text(request.take_profit), "client_id": request.client_id}
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def load_request(data: dict[str, Any]) -> OrderRequest:

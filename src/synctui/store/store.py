@@ -16,7 +16,9 @@ intents), so start-up does not grow with history.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,8 +94,14 @@ class _Batch:
     steps: list[tuple[str, Rows]] = field(default_factory=list)
 
     def add(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Rows for `sql`; joined to the step before when it is the same statement, so
+        a fan-out's thousand journal rows are one `executemany`, in the same order."""
         rows = list(rows)
-        if rows:
+        if not rows:
+            return
+        if self.steps and self.steps[-1][0] == sql:
+            self.steps[-1][1].extend(rows)
+        else:
             self.steps.append((sql, rows))
 
 
@@ -223,15 +231,15 @@ class Store:
         await self._commit(batch)
 
     async def _commit(self, batch: _Batch) -> None:
-        """One transaction, from the one writer."""
+        """One transaction, from the one writer, in one hop to the store's thread: the
+        whole batch runs there (`_write`), so a fan-out costs one round trip, not one
+        per statement (aiosqlite's worker runs any function given to its queue)."""
         if not batch.steps:
             return
         async with self._writer:
             try:
-                await self.db.execute("BEGIN IMMEDIATE")
-                for sql, rows in batch.steps:
-                    await self.db.executemany(sql, rows)
-                await self.db.execute("COMMIT")
+                await self.db._execute(  # type: ignore[no-untyped-call]
+                    _write, self.db, batch.steps)
             except BaseException as error:
                 # The original error, never the `cannot rollback` of a transaction SQLite
                 # already undid itself (a full disk at COMMIT does that).
@@ -351,6 +359,7 @@ class Store:
         if any(kind == "resync" for kind, _ in journal):
             batch.add("INSERT OR REPLACE INTO meta VALUES ('resyncs', ?)",
                       [(str(world.engine.state.resyncs),)])
+        done = {data[0] for kind, data in journal if kind == "intent_done"}
         for kind, data in journal:
             if kind == "mirror":
                 batch.add("INSERT INTO mirrors VALUES (?, ?, ?)", [data])
@@ -381,7 +390,9 @@ class Store:
             elif kind == "waiting_done":
                 batch.add("DELETE FROM waiting WHERE key = ?", [(data,)])
             elif kind == "intent_submitted":
-                batch.add("UPDATE intents SET status = 'submitted' WHERE key = ?", [(data,)])
+                if data not in done:  # answered within this batch: one update will do
+                    batch.add("UPDATE intents SET status = 'submitted' WHERE key = ?",
+                              [(data,)])
             elif kind == "intent_done":
                 key, order_id = data
                 batch.add("UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
@@ -604,6 +615,21 @@ def _load_faults(text: str) -> FaultSettings:
     data = json.loads(text)
     return FaultSettings(int(data.get("seed", 0)), *(Decimal(data.get(k, "0")) for k in (
         "reject", "timeout", "timeout_reached", "partial")))
+
+
+def _write(db: aiosqlite.Connection, steps: list[tuple[str, Rows]]) -> None:
+    """A whole transaction, on the store's own thread (sqlite3 is not shared)."""
+    conn: sqlite3.Connection = db._conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows in steps:
+            conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 def _time(text: str) -> datetime:

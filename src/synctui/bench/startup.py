@@ -1,0 +1,82 @@
+"""Start-up with a long history: open state made through the engine, then history
+bulk-inserted into the store's schema (done orders, their fills, intents and copy
+links), then `Store.open` + `Session.start` timed."""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import time
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+
+from synctui.bench.fanout import LEADER, _session
+from synctui.domain.clock import SystemClock
+from synctui.domain.orders import OrderType, Side
+from synctui.engine.world import World
+from synctui.store.session import Session
+from synctui.store.store import Store
+
+
+async def _open_state(path: Path) -> None:
+    store, session = await _session(path.parent, 20, False)
+    engine = session.world.engine
+    try:
+        for n in range(10):
+            engine.place_order(LEADER, "MNQ", Side.BUY if n % 3 else Side.SELL, qty=Decimal(1))
+            await session.settle()
+        engine.place_order(LEADER, "MNQ", Side.BUY, qty=Decimal(1), type=OrderType.LIMIT,
+                           price=Decimal(20000))
+        await session.settle()
+    finally:
+        await store.close()
+    (path.parent / "bench-20-0.db").rename(path)
+
+
+def _history(path: Path, orders: int) -> None:
+    """Done orders with a fill each, an intent and a copy link per follower order."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        columns = len(db.execute("SELECT * FROM orders LIMIT 0").description or [])
+        seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM intents").fetchone()[0])
+        at = "2026-01-05T14:30:00+00:00"
+        order_rows, fill_rows, intent_rows, link_rows = [], [], [], []
+        for n in range(orders):
+            oid = f"hist-{n}"
+            row = [oid, "px", f"F{n % 20:05d}", "MNQ", "buy", "market", "1", None, 0, None,
+                   None, f"h{n:010d}", None, None, None, "filled"]
+            order_rows.append(tuple(row + [None] * (columns - len(row))))
+            fill_rows.append((f"hf-{n}", "px", row[2], "MNQ", "buy", "1", "21000", "0", "0",
+                              "order", oid, row[11], "0", "1", at))
+            seq += 1
+            intent_rows.append((row[11], seq, "{}", "sent", oid))
+            link_rows.append((oid, "Bench"))
+        db.execute("BEGIN")
+        marks = ", ".join("?" * columns)  # the schema's own column count, no outside input
+        db.executemany(f"INSERT INTO orders VALUES ({marks})", order_rows)  # noqa: S608
+        db.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       fill_rows)
+        db.executemany("INSERT INTO intents VALUES (?, ?, ?, ?, ?)", intent_rows)
+        db.executemany("INSERT INTO copy_orders VALUES (?, ?)", link_rows)
+        db.execute("COMMIT")
+
+
+def _never() -> World:
+    raise AssertionError("the database holds a desk: it is loaded, never built")
+
+
+async def startup(folder: Path, orders: int, runs: int = 3) -> float:
+    """Median seconds of `Store.open` + `Session.start` with `orders` historical orders."""
+    path = folder / f"startup-{orders}.db"
+    await _open_state(path)
+    _history(path, orders)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        store = await Store.open(path)
+        try:
+            await Session.start(store, SystemClock(), _never)
+            times.append(time.perf_counter() - start)
+        finally:
+            await store.close()
+    return statistics.median(times)
