@@ -251,3 +251,19 @@ def test_a_late_broker_answers_later_and_delays_no_other(tmp_path: Path) -> None
     assert pos(result, "f1", "MNQ") == 2 and result["failures"] == []
     assert result["accounts"]["f1"]["positions"][0]["avg_price"] == 21005
     assert result["out_of_sync"] == []
+
+
+def test_a_copy_that_waited_counts_its_wait_in_its_latency() -> None:
+    from datetime import timedelta
+
+    from synctui.domain.clock import SteppingClock
+    from synctui.scenario.model import parse_step
+    from synctui.scenario.runner import Replay, apply_step, build_world
+
+    clock = SteppingClock()
+    run = Replay(build_world(parse_scenario(json.dumps(desk([]))), clock))
+    for raw in (DISCONNECT, buy(1), {"op": "wait", "seconds": 7}, RECONNECT):
+        apply_step(run, parse_step(raw))
+    last, _p95 = run.engine.copy_latency("G", "f1") or (None, None)
+    assert last == timedelta(seconds=7)
+    assert run.engine.copy_latency("G", "f2") == (timedelta(0), timedelta(0))

@@ -109,6 +109,7 @@ class Engine:
         # (SPEC 8). None outside a price update.
         self._update: dict[tuple[str, str, str], Decimal] | None = None
         self._recording = False  # the brokers are matching a price update right now
+        self._since: datetime | None = None  # the leader event a resumed copy waited for
         # (group, follower) -> recent copy latencies: leader event to broker acknowledgement
         self._latency: dict[tuple[str, str], deque[timedelta]] = {}
         self._unsubscribe = [b.subscribe(self._on_broker_event) for b in self.brokers.values()]
@@ -284,6 +285,13 @@ class Engine:
                 refused, "reason", RejectReason.REJECTED), refused.message)
 
     def _resume_fill(self, item: Waiting, fill: Fill) -> None:
+        self._since = item.at
+        try:
+            self._copy_waited(item, fill)
+        finally:
+            self._since = None
+
+    def _copy_waited(self, item: Waiting, fill: Fill) -> None:
         """A leader fill a follower missed while its broker was away: copied now, sized
         against its position now, if it is still eligible (SPEC 9)."""
         group = self.state.groups.groups.get(item.group)
@@ -826,7 +834,7 @@ class Engine:
         """Queue a follower (or copy) order as an intent; `dispatch` sends it."""
         assert request.client_id is not None
         self.state.add_intent(Intent(request.client_id, group, follower, symbol, request,
-                                     mirror_of, bracket_of, self.clock.now()))
+                                     mirror_of, bracket_of, self.clock.now(), self._since))
 
     @property
     def outbox(self) -> list[Intent]:
@@ -921,7 +929,7 @@ class Engine:
         self.state.last_result[outcome] = True
         if intent.at is not None:
             self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
-                self.clock.now() - intent.at)
+                self.clock.now() - (intent.since or intent.at))
         self.state.link_copy(order_id, intent.group)
         if intent.mirror_of is not None:
             self.state.link_mirror(intent.mirror_of, intent.follower, order_id)

@@ -38,6 +38,9 @@ class Intent:
     mirror_of: str | None = None  # the leader working order it mirrors
     bracket_of: str | None = None  # the leader order whose brackets it carries
     at: datetime | None = None  # when the engine decided it: a waiting copy expires
+    # when the leader event it copies happened, if earlier (it waited for a reconnect):
+    # the copy's latency counts from there
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,7 +380,8 @@ class Store:
                     "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
                     "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
                     "bracket_of": intent.bracket_of,
-                    "at": intent.at.isoformat() if intent.at else None})
+                    "at": intent.at.isoformat() if intent.at else None,
+                    "since": intent.since.isoformat() if intent.since else None})
                 batch.add("INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
                           [(intent.key, self._intent_seq, body)])
             elif kind == "waiting":
@@ -537,7 +538,8 @@ class Store:
             state.intents[key] = Intent(key, data["group"], data["follower"], data["symbol"],
                                         load_request(data["request"]), data["mirror_of"],
                                         data["bracket_of"],
-                                        _time(data["at"]) if data.get("at") else None)
+                                        _time(data["at"]) if data.get("at") else None,
+                                        _time(data["since"]) if data.get("since") else None)
         for key, _seq, body in await self._rows("SELECT * FROM waiting ORDER BY seq"):
             state.waiting[key] = load_waiting(body)
         for _seq, name, body in await self._rows("SELECT * FROM held_events ORDER BY seq"):
