@@ -1,15 +1,25 @@
-"""A simulated broker: order matching, margin, liquidation and prop-style risk.
+"""A simulated broker: the venue, made of a ledger, a matching book and a fault model.
 
 It stands in for a remote broker, so it owns its accounts' money, positions
 and orders, and talks in its own symbol naming. Events are reported to
 listeners synchronously; a listener must not call back into the broker while
 being told (the engine queues them), which keeps matching loops simple.
+
+Three parts do the work, each testable alone (STYLE.md, "Matching apart from
+the venue"): `ledger.Ledger` keeps the money (balances, positions, margin,
+liquidation and risk rules), `matching.OrderBook` the orders (the registry of
+working and past orders, and the matching rules), `faults.FaultModel` the
+seeded faults. `SimBroker` is what a client talks to: the Broker API, the
+events (held while disconnected), submit and its answers, change tracking for
+a store, and the orchestration that needs more than one part: a fill moves
+money and orders and is reported, brackets and OCO pairs, a price update
+(match, then liquidate, then risk), closing and flattening.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,69 +40,24 @@ from synctui.brokers.events import (
     OrderRefused,
 )
 from synctui.brokers.faults import BrokerTimeout, FaultModel, FaultSettings
+from synctui.brokers.ledger import DEFAULT_LEVERAGE, Ledger, SimAccount, SimPosition
+from synctui.brokers.matching import OrderBook, SimOrder
 from synctui.brokers.naming import NamingScheme, SymbolMap
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
-from synctui.domain.groups import whole_number
 from synctui.domain.instruments import ALL_MARKETS, Catalog, Instrument, Market
-from synctui.domain.margin import isolated_liquidated, maintenance_margin, order_margin
-from synctui.domain.orders import (
-    CancelReason,
-    FillCause,
-    MarginMode,
-    OrderStatus,
-    OrderType,
-    Side,
-    transition,
-)
-from synctui.domain.position import apply_fill, split_fill, unrealized_pnl
+from synctui.domain.orders import CancelReason, FillCause, MarginMode, OrderStatus, OrderType, Side
+from synctui.domain.position import unrealized_pnl
 from synctui.domain.prices import PriceBook
-from synctui.domain.risk import RiskLimits, RiskState
+from synctui.domain.risk import RiskLimits
+
+__all__ = [
+    "DEFAULT_LEVERAGE", "BrokerChanges", "BrokerSettings", "SimAccount", "SimBroker",
+    "SimOrder", "SimPosition",
+]
 
 ZERO = Decimal(0)
-DEFAULT_LEVERAGE = 10
 NO_FAULTS = FaultSettings()
-
-
-@dataclass(slots=True)
-class SimPosition:
-    symbol: str
-    qty: Decimal  # signed
-    avg: Decimal
-    margin: Decimal = ZERO  # isolated perps only: the margin set aside for it
-    seq: int = 0  # opening order, so a restored account lists positions as before
-
-
-@dataclass(slots=True)
-class SimOrder:
-    id: str
-    account: str
-    symbol: str  # catalog symbol
-    side: Side
-    type: OrderType
-    qty: Decimal
-    price: Decimal | None
-    reduce_only: bool = False
-    stop_loss: Decimal | None = None
-    take_profit: Decimal | None = None
-    client_id: str | None = None
-    parent_id: str | None = None
-    role: str | None = None
-    oco_id: str | None = None
-
-
-@dataclass(slots=True)
-class SimAccount:
-    id: str
-    balance: Decimal
-    risk: RiskLimits
-    risk_state: RiskState
-    positions: dict[str, SimPosition] = field(default_factory=dict)
-    settings: dict[str, tuple[int, MarginMode]] = field(default_factory=dict)
-    orders: dict[str, SimOrder] = field(default_factory=dict)
-    breached: str | None = None
-    realized: Decimal = ZERO
-    fees: Decimal = ZERO
 
 
 @dataclass(slots=True)
@@ -120,6 +85,7 @@ class BrokerSettings:
     ack_delay: Decimal = ZERO  # seconds before a submitted order is answered (the demo's)
 
 
+
 class SimBroker:
     """One simulated broker. Prices come from a shared `PriceBook`."""
 
@@ -131,19 +97,12 @@ class SimBroker:
         self.settings = settings or BrokerSettings()
         self.symbols = SymbolMap(self.settings.naming, catalog)
         self.clock: Clock = clock or SystemClock()
-        self._accounts: dict[str, SimAccount] = {}
-        self._orders: dict[str, SimOrder] = {}  # every working order, by id
-        self._client_ids: dict[str, str] = {}  # client id -> order id, forever
-        self._order_log: dict[str, OrderInfo] = {}  # every order ever accepted
-        self._status: dict[str, OrderStatus] = {}
-        # why each rejected order was rejected: a client asking again after a restart
-        # learns the same reason, as from a real broker's order history
-        self._rejects: dict[str, tuple[RejectReason, str]] = {}
-        self._next_id = 1
+        self.ledger = Ledger(catalog, prices, self.settings.fee_per_contract)
+        self.book = OrderBook(name, catalog, prices, self.symbols, self.settings.slippage_ticks)
+        self.faults = FaultModel(self.settings.faults)
         self._next_fill = 1
         self._listeners: list[Listener] = []
         self.changes: BrokerChanges | None = None  # tracked while a store listens
-        self.faults = FaultModel(self.settings.faults)
         # client id -> the broker's decision on its first request (rejected or not), so
         # that a retry after a timeout draws no fault and meets the same decision
         self._decided: dict[str, bool] = {}
@@ -193,7 +152,7 @@ class SimBroker:
         if self.changes is None:
             self.track_changes()
         assert self.changes is not None
-        for acct in self._accounts.values():
+        for acct in self.ledger.accounts.values():
             self.changes.accounts.add(acct.id)
             self.changes.positions.update((acct.id, s) for s in acct.positions)
             self.changes.settings.update((acct.id, s) for s in acct.settings)
@@ -222,7 +181,7 @@ class SimBroker:
 
     def _account(self, account: str) -> SimAccount:
         try:
-            return self._accounts[account]
+            return self.ledger.accounts[account]
         except KeyError:
             raise Refused(f"broker {self.name!r} has no account {account!r}") from None
 
@@ -247,67 +206,26 @@ class SimBroker:
                 f"it trades {', '.join(sorted(self.settings.markets))}")
         return inst
 
-    def _info(self, order: SimOrder) -> OrderInfo:
-        return OrderInfo(
-            broker=self.name, id=order.id, account=order.account,
-            symbol=self.symbols.native(order.symbol), side=order.side, type=order.type,
-            qty=order.qty, price=order.price, reduce_only=order.reduce_only,
-            stop_loss=order.stop_loss, take_profit=order.take_profit,
-            client_id=order.client_id, parent_id=order.parent_id, role=order.role,
-        )
-
     def has_account(self, account: str) -> bool:
-        return account in self._accounts
+        return account in self.ledger.accounts
 
     def open_account(self, account: str, balance: Decimal, risk: RiskLimits) -> None:
-        if account in self._accounts:
+        if account in self.ledger.accounts:
             raise Refused(f"account {account!r} already exists at broker {self.name!r}")
-        acct = self._accounts[account] = SimAccount(
-            id=account, balance=balance, risk=risk, risk_state=RiskState(balance, balance)
-        )
+        acct = self.ledger.open(account, balance, risk)
+        self.book.open(account, acct.orders)
         self._touched(acct)
 
     def fund(self, account: str, amount: Decimal) -> None:
         """Move funds in (+) or out (-) of the balance; not profit, so risk shifts too."""
         acct = self._account(account)
-        acct.balance += amount
-        acct.risk_state.shift(amount)
+        self.ledger.fund(acct, amount)
         self._touched(acct)
 
     # --- money --------------------------------------------------------------
 
     def leverage_of(self, account: str, symbol: str) -> tuple[int, MarginMode]:
-        acct = self._account(account)
-        return acct.settings.get(self.symbols.catalog(symbol), (DEFAULT_LEVERAGE, MarginMode.CROSS))
-
-    def _setting(self, acct: SimAccount, symbol: str) -> tuple[int, MarginMode]:
-        return acct.settings.get(symbol, (DEFAULT_LEVERAGE, MarginMode.CROSS))
-
-    def _position_margin(self, acct: SimAccount, pos: SimPosition, inst: Instrument,
-                         price: Decimal) -> Decimal:
-        if inst.is_future:
-            return abs(pos.qty) * inst.margin_per_contract
-        leverage, mode = self._setting(acct, pos.symbol)
-        if mode is MarginMode.ISOLATED:
-            return pos.margin
-        return abs(pos.qty) * price / leverage
-
-    def _equity(self, acct: SimAccount) -> Decimal:
-        equity = acct.balance
-        for pos in acct.positions.values():
-            inst = self.catalog.get(pos.symbol)
-            equity += unrealized_pnl(pos.qty, pos.avg, self.prices.get(pos.symbol), inst.multiplier)
-        return equity
-
-    def _used_margin(self, acct: SimAccount) -> Decimal:
-        used = ZERO
-        for pos in acct.positions.values():
-            inst = self.catalog.get(pos.symbol)
-            used += self._position_margin(acct, pos, inst, self.prices.get(pos.symbol))
-        return used
-
-    def _available(self, acct: SimAccount) -> Decimal:
-        return self._equity(acct) - self._used_margin(acct)
+        return self.ledger.setting(self._account(account), self.symbols.catalog(symbol))
 
     # --- orders -------------------------------------------------------------
 
@@ -381,7 +299,7 @@ class SimBroker:
     def _place(self, account: str, request: OrderRequest, reject: bool | None) -> str:
         acct = self._account(account)
         inst = self._traded(request.symbol)
-        if request.client_id is not None and request.client_id in self._client_ids:
+        if request.client_id is not None and request.client_id in self.book.client_ids:
             raise OrderRejected(RejectReason.REJECTED,
                                 f"duplicate client order id {request.client_id!r}")
         inst.check_qty(request.qty)
@@ -398,193 +316,123 @@ class SimBroker:
                                 f"account {account!r} has breached its {acct.breached} "
                                 "and takes no orders until the breach is reset")
         order = SimOrder(
-            id=self._new_id(), account=account, symbol=inst.symbol, side=request.side,
+            id=self.book.new_id(), account=account, symbol=inst.symbol, side=request.side,
             type=request.type, qty=request.qty, price=request.price,
             reduce_only=request.reduce_only, stop_loss=request.stop_loss,
             take_profit=request.take_profit, client_id=request.client_id,
         )
-        if request.reduce_only and not self._reduces(acct, order):
+        if request.reduce_only and not self.ledger.reducible(acct, inst.symbol, order.side):
             raise OrderRejected(
                 RejectReason.REJECTED,
                 f"reduce-only {request.side} has no {inst.symbol} position to reduce")
         if reject:
             self._remember(order)
-            self._set_status(order.id, OrderStatus.REJECTED)
             message = f"broker {self.name!r} rejected the order"
-            self._rejects[order.id] = (RejectReason.REJECTED, message)
+            self.book.reject(order.id, RejectReason.REJECTED, message)
             self._order_touched(order)
             raise OrderRejected(RejectReason.REJECTED, message)
-        if request.type is OrderType.MARKET or self._marketable(order, current):
-            fill_price = current
-            if request.type is not OrderType.LIMIT:
-                fill_price = self._slipped(inst, order.side, current)
+        if request.type is OrderType.MARKET or self.book.marketable(order, current):
+            fill_price = self.book.fill_price(order, inst, current)
             self._remember(order)
             self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True)
             return order.id
         self._remember(order)
-        self._rest(acct, order)
+        self._rest(order)
         return order.id
 
-    def _set_status(self, order_id: str, status: OrderStatus) -> None:
-        """Every status change goes through the lifecycle's transition table."""
-        self._status[order_id] = transition(self._status.get(order_id), status)
-
-    def _new_id(self) -> str:
-        order_id = f"{self.name}-{self._next_id}"
-        self._next_id += 1
-        return order_id
-
     def _remember(self, order: SimOrder) -> None:
-        if order.client_id is not None:
-            self._client_ids[order.client_id] = order.id
-        self._order_log[order.id] = self._info(order)
-        self._set_status(order.id, OrderStatus.WORKING)
+        self.book.remember(order)
         self._order_touched(order)
 
-    def _rest(self, acct: SimAccount, order: SimOrder) -> None:
-        acct.orders[order.id] = order
-        self._orders[order.id] = order
-        self._emit(OrderPlaced(self._info(order)))
-
-    def _reduces(self, acct: SimAccount, order: SimOrder) -> bool:
-        pos = acct.positions.get(order.symbol)
-        return pos is not None and (pos.qty > 0) != (order.side is Side.BUY)
-
-    @staticmethod
-    def _marketable(order: SimOrder, price: Decimal) -> bool:
-        assert order.price is not None
-        if order.type is OrderType.LIMIT:
-            return price <= order.price if order.side is Side.BUY else price >= order.price
-        if order.type is OrderType.STOP:
-            return price >= order.price if order.side is Side.BUY else price <= order.price
-        return True
-
-    def _slipped(self, inst: Instrument, side: Side, price: Decimal) -> Decimal:
-        """Slippage is always adverse (SPEC 2); never below one tick."""
-        slip = self.settings.slippage_ticks * inst.tick
-        return price + slip if side is Side.BUY else max(price - slip, inst.tick)
+    def _rest(self, order: SimOrder) -> None:
+        self.book.rest(order)
+        self._emit(OrderPlaced(self.book.info(order)))
 
     def modify_order(self, order_id: str, price: Decimal) -> None:
-        order = self._working(order_id)
+        order = self.book.working_order(order_id)
         inst = self.catalog.get(order.symbol)
         inst.check_price(price)
         acct = self._account(order.account)
         current = self.prices.get(order.symbol)
         moved = replace(order, price=price)
-        if self._marketable(moved, current):
-            fill_price = current if order.type is OrderType.LIMIT else self._slipped(
-                inst, order.side, current)
-            self._check_affordable(acct, moved, fill_price)
+        if self.book.marketable(moved, current):
+            fill_price = self.book.fill_price(order, inst, current)
+            if not moved.reduce_only:  # a reduce-only order needs no margin
+                self.ledger.check_affordable(acct, inst, moved.side, moved.qty, fill_price)
             order.price = price
-            self._emit(OrderModified(self._info(order)))
-            self._take_off(acct, order)
+            self._emit(OrderModified(self.book.info(order)))
+            self.book.take_off(order)
             self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True)
             return
         order.price = price
-        self._order_log[order.id] = self._info(order)
+        self.book.modified(order)
         self._order_touched(order)
-        self._emit(OrderModified(self._info(order)))
-
-    def _working(self, order_id: str) -> SimOrder:
-        try:
-            return self._orders[order_id]
-        except KeyError:
-            raise Refused(f"order {order_id!r} is not working") from None
+        self._emit(OrderModified(self.book.info(order)))
 
     def cancel_order(self, order_id: str) -> None:
-        order = self._working(order_id)
+        order = self.book.working_order(order_id)
         self._cancel(order, CancelReason.REQUESTED)
 
     def _cancel(self, order: SimOrder, reason: CancelReason) -> None:
-        acct = self._accounts[order.account]
-        self._take_off(acct, order)
-        self._set_status(order.id, OrderStatus.CANCELLED)
+        self.book.take_off(order)
+        self.book.set_status(order.id, OrderStatus.CANCELLED)
         self._order_touched(order)
-        self._emit(OrderCancelled(self._info(order), reason))
-
-    def _take_off(self, acct: SimAccount, order: SimOrder) -> None:
-        acct.orders.pop(order.id, None)
-        self._orders.pop(order.id, None)
+        self._emit(OrderCancelled(self.book.info(order), reason))
 
     def cancel_all(self, account: str, symbol: str | None = None) -> None:
-        acct = self._account(account)
+        self._account(account)
         wanted = None if symbol is None else self.symbols.catalog(symbol)
-        for order in list(acct.orders.values()):
+        for order in list(self.book.of(account).values()):
             if wanted is None or order.symbol == wanted:
                 self._cancel(order, CancelReason.REQUESTED)
 
     # --- fills --------------------------------------------------------------
-
-    def _check_affordable(self, acct: SimAccount, order: SimOrder, price: Decimal) -> None:
-        inst = self.catalog.get(order.symbol)
-        pos = acct.positions.get(order.symbol)
-        held = pos.qty if pos else ZERO
-        qty = order.qty
-        if order.reduce_only:
-            return
-        closed, opened = split_fill(held, order.side.signed(qty))
-        if not opened:
-            return
-        leverage, _mode = self._setting(acct, order.symbol)
-        need = order_margin(inst, opened, price, leverage)
-        freed = ZERO
-        if pos is not None and closed >= abs(held):
-            freed = self._position_margin(acct, pos, inst, self.prices.get(order.symbol))
-        available = self._available(acct) + freed
-        if need > available:
-            raise OrderRejected(
-                RejectReason.INSUFFICIENT_MARGIN,
-                f"{opened} {inst.symbol} needs {need.normalize():f} margin; "
-                f"account {acct.id!r} has {available.normalize():f} available",
-            )
 
     def _execute(self, acct: SimAccount, order: SimOrder, price: Decimal, cause: FillCause,
                  refuse: bool) -> None:
         """Fill `order` at `price`. `refuse` raises on a margin shortfall instead of
         reporting `OrderFailed` (a fresh order is refused; a working one fails)."""
         inst = self.catalog.get(order.symbol)
-        pos = acct.positions.get(order.symbol)
-        held = pos.qty if pos else ZERO
         qty = order.qty
         if order.reduce_only:
-            if pos is None or (held > 0) == (order.side is Side.BUY):
-                self._order_done(acct, order)
-                self._set_status(order.id, OrderStatus.CANCELLED)
+            reducible = self.ledger.reducible(acct, order.symbol, order.side)
+            if not reducible:
+                self._order_done(order)
+                self.book.set_status(order.id, OrderStatus.CANCELLED)
                 self._order_touched(order)
-                self._emit(OrderCancelled(self._info(order), CancelReason.NOTHING_TO_REDUCE))
+                self._emit(OrderCancelled(self.book.info(order), CancelReason.NOTHING_TO_REDUCE))
                 return
-            qty = min(qty, abs(held))
-        sized = order if qty == order.qty else replace(order, qty=qty)
+            qty = min(qty, reducible)
         try:
-            self._check_affordable(acct, sized, price)
+            if not order.reduce_only:  # a reduce-only order needs no margin
+                self.ledger.check_affordable(acct, inst, order.side, qty, price)
         except OrderRejected as rejected:
-            self._order_done(acct, order)
-            self._set_status(order.id, OrderStatus.REJECTED)
-            self._rejects[order.id] = (rejected.reason, rejected.message)
+            self._order_done(order)
+            self.book.reject(order.id, rejected.reason, rejected.message)
             self._order_touched(order)
             if refuse:
                 raise
-            self._emit(OrderFailed(self._info(order), rejected.reason, rejected.message))
+            self._emit(OrderFailed(self.book.info(order), rejected.reason, rejected.message))
             return
-        self._order_done(acct, order)
-        self._set_status(order.id, OrderStatus.FILLED)
+        self._order_done(order)
+        self.book.set_status(order.id, OrderStatus.FILLED)
         self._order_touched(order)
         parts = 1
         if order.client_id is not None:  # a follower's order may fill in pieces (SPEC 9)
             parts = self.faults.parts(int(qty / inst.qty_step))
         self._fill(acct, inst, order.side, qty, price, cause, order, parts=parts)
 
-    def _order_done(self, acct: SimAccount, order: SimOrder) -> None:
-        self._take_off(acct, order)
+    def _order_done(self, order: SimOrder) -> None:
+        self.book.take_off(order)
         if order.oco_id is not None:
-            sibling = self._orders.get(order.oco_id)
+            sibling = self.book.get(order.oco_id)
             if sibling is not None:
                 self._cancel(sibling, CancelReason.OCO)
 
     def _fill(self, acct: SimAccount, inst: Instrument, side: Side, qty: Decimal,
               price: Decimal, cause: FillCause, order: SimOrder | None,
               check_risk: bool = True, parts: int = 1) -> None:
-        """Apply one fill to the account and report it. Margin is already checked.
+        """Book one fill in the ledger and report it. Margin is already checked.
 
         `check_risk` is off while a liquidation closes several positions: the
         liquidation finishes at the update price before the risk rules look.
@@ -595,30 +443,10 @@ class SimBroker:
         symbol = inst.symbol
         pos = acct.positions.get(symbol)
         held = pos.qty if pos else ZERO
-        avg = pos.avg if pos else ZERO
-        equity_before = self._equity(acct)
-        leverage, mode = self._setting(acct, symbol)
-        outcome = apply_fill(held, avg, side.signed(qty), price, inst.multiplier)
-        fee = qty * self.settings.fee_per_contract
-        acct.balance += outcome.realized - fee
-        acct.realized += outcome.realized
-        acct.fees += fee
-        if outcome.qty == 0:
-            acct.positions.pop(symbol, None)
-        else:
-            margin = ZERO
-            if not inst.is_future and mode is MarginMode.ISOLATED:
-                if pos is None or outcome.closed >= abs(held):
-                    margin = outcome.opened * price / leverage
-                elif outcome.opened:
-                    margin = pos.margin + outcome.opened * price / leverage
-                else:
-                    margin = pos.margin * abs(outcome.qty) / abs(held)
-            if pos is None:
-                acct.positions[symbol] = SimPosition(symbol, outcome.qty, outcome.avg_price, margin,
-                                                     seq=self._next_fill)
-            else:
-                pos.qty, pos.avg, pos.margin = outcome.qty, outcome.avg_price, margin
+        equity_before = self.ledger.equity(acct)
+        leverage, mode = self.ledger.setting(acct, symbol)
+        fee = self.ledger.fee(qty)
+        outcome = self.ledger.apply_fill(acct, inst, side, qty, price, fee, self._next_fill)
         self._touched(acct, symbol)
         step = inst.qty_step
         steps = int(qty / step)
@@ -633,7 +461,7 @@ class SimBroker:
             fill = Fill(
                 id=f"{self.name}-f{self._next_fill}", broker=self.name, account=acct.id,
                 symbol=self.symbols.native(symbol), side=side, qty=size, price=price,
-                fee=fee if last and len(sizes) == 1 else size * self.settings.fee_per_contract,
+                fee=fee if last and len(sizes) == 1 else self.ledger.fee(size),
                 realized=realized, cause=cause,
                 position_before=before, position_after=after, equity_before=equity_before,
                 leverage=None if inst.is_future else leverage,
@@ -660,8 +488,9 @@ class SimBroker:
 
     def _cancel_reduce_only(self, acct: SimAccount, symbol: str) -> None:
         """A reduce-only order still working when its position goes flat is cancelled (SPEC 8)."""
-        for other in list(acct.orders.values()):
-            if other.symbol == symbol and other.reduce_only and other.id in self._orders:
+        working = self.book.working
+        for other in list(self.book.of(acct.id).values()):
+            if other.symbol == symbol and other.reduce_only and other.id in working:
                 self._cancel(other, CancelReason.POSITION_CLOSED)
 
     def _place_brackets(self, acct: SimAccount, parent: SimOrder, qty: Decimal) -> None:
@@ -670,33 +499,33 @@ class SimBroker:
         legs: list[SimOrder] = []
         if parent.take_profit is not None:
             legs.append(SimOrder(
-                id=self._new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
+                id=self.book.new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
                 type=OrderType.LIMIT, qty=qty, price=parent.take_profit, reduce_only=True,
                 parent_id=parent.id, role="take_profit"))
         if parent.stop_loss is not None:
             legs.append(SimOrder(
-                id=self._new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
+                id=self.book.new_id(), account=acct.id, symbol=parent.symbol, side=exit_side,
                 type=OrderType.STOP, qty=qty, price=parent.stop_loss, reduce_only=True,
                 parent_id=parent.id, role="stop_loss"))
         if len(legs) == 2:
             legs[0].oco_id, legs[1].oco_id = legs[1].id, legs[0].id
         for leg in legs:
             self._remember(leg)
-            self._rest(acct, leg)
+            self._rest(leg)
         current = self.prices.get(parent.symbol)
         inst = self.catalog.get(parent.symbol)
         for leg in legs:
-            if leg.id in self._orders and self._marketable(leg, current):
-                fill_price = current if leg.type is OrderType.LIMIT else self._slipped(
-                    inst, leg.side, current)
+            if leg.id in self.book.working and self.book.marketable(leg, current):
+                fill_price = self.book.fill_price(leg, inst, current)
                 self._execute(acct, leg, fill_price, FillCause.BRACKET, refuse=False)
 
     def close_position(self, account: str, symbol: str, cause: FillCause) -> None:
         """Close at market (with slippage), after cancelling the symbol's working orders."""
         acct = self._account(account)
         catalog_symbol = self._traded(symbol).symbol
-        for order in list(acct.orders.values()):
-            if order.symbol == catalog_symbol and order.id in self._orders:
+        working = self.book.working
+        for order in list(self.book.of(account).values()):
+            if order.symbol == catalog_symbol and order.id in working:
                 self._cancel(order, CancelReason.FLATTEN)
         self._close(acct, catalog_symbol, cause, slip=True)
 
@@ -716,7 +545,7 @@ class SimBroker:
         side = Side.closing(pos.qty)
         price = self.prices.get(symbol)
         if slip:
-            price = self._slipped(inst, side, price)
+            price = self.book.slipped(inst, side, price)
         self._fill(acct, inst, side, abs(pos.qty), price, cause, None,
                    check_risk=cause not in (FillCause.LIQUIDATION, FillCause.COPY_STOP))
 
@@ -725,74 +554,34 @@ class SimBroker:
     def set_leverage(self, account: str, symbol: str, leverage: Decimal | int) -> None:
         acct = self._account(account)
         inst = self._traded(symbol)
-        if inst.is_future:
-            raise Refused(f"{inst.symbol} is a future: futures have no leverage setting")
-        value = whole_number(leverage, "leverage", 1, inst.max_leverage)
-        current, mode = self._setting(acct, inst.symbol)
-        pos = acct.positions.get(inst.symbol)
-        if pos is not None and value != current:
-            price = self.prices.get(inst.symbol)
-            if mode is MarginMode.ISOLATED:
-                old, new = pos.margin, abs(pos.qty) * pos.avg / value
-            else:
-                old = abs(pos.qty) * price / current
-                new = abs(pos.qty) * price / value
-            if new - old > self._available(acct):
-                raise OrderRejected(
-                    RejectReason.INSUFFICIENT_MARGIN,
-                    f"leverage {value} needs {(new - old).normalize():f} more margin than "
-                    f"account {account!r} has available")
-            if mode is MarginMode.ISOLATED:
-                pos.margin = new
-        acct.settings[inst.symbol] = (value, mode)
+        changed = self.ledger.set_leverage(acct, inst, leverage)
         self._setting_touched(acct, inst.symbol)
-        if value != current:
-            self._emit(LeverageChanged(self.name, account, symbol, value, pos is not None))
+        if changed is not None:
+            self._emit(LeverageChanged(self.name, account, symbol, changed,
+                                       inst.symbol in acct.positions))
 
     def set_margin_mode(self, account: str, symbol: str, mode: MarginMode) -> None:
         acct = self._account(account)
         inst = self._traded(symbol)
-        if inst.is_future:
-            raise Refused(f"{inst.symbol} is a future: futures have no margin mode")
-        leverage, current = self._setting(acct, inst.symbol)
-        if current is mode:
-            return
-        if inst.symbol in acct.positions:
-            raise Refused(f"close the {inst.symbol} position before changing its margin mode")
-        acct.settings[inst.symbol] = (leverage, mode)
-        self._setting_touched(acct, inst.symbol)
+        if self.ledger.set_margin_mode(acct, inst, mode):
+            self._setting_touched(acct, inst.symbol)
 
     def adjust_margin(self, account: str, symbol: str, amount: Decimal) -> None:
         acct = self._account(account)
         inst = self._traded(symbol)
-        pos = acct.positions.get(inst.symbol)
-        leverage, mode = self._setting(acct, inst.symbol)
-        if inst.is_future or pos is None or mode is not MarginMode.ISOLATED:
-            raise Refused(f"margin can only be adjusted on an open isolated {inst.symbol} position")
-        if amount == 0:
-            raise Refused("the margin adjustment must not be zero")
-        if amount > 0 and amount > self._available(acct):
-            raise OrderRejected(RejectReason.INSUFFICIENT_MARGIN,
-                                f"account {account!r} has less than {amount} available")
-        floor = abs(pos.qty) * pos.avg / leverage
-        if amount < 0 and pos.margin + amount < floor:
-            raise Refused(f"margin cannot go below {floor.normalize():f} "
-                          f"(quantity x average price / leverage)")
-        before = pos.margin
-        pos.margin += amount
+        before = self.ledger.adjust_margin(acct, inst, amount)
         self._touched(acct, inst.symbol)
         self._emit(MarginAdjusted(self.name, account, symbol, amount, before))
 
     # --- risk ---------------------------------------------------------------
 
     def _check_risk(self, acct: SimAccount) -> None:
-        if not acct.risk.any or acct.breached:
+        if not self.ledger.watched(acct):
             return
-        rule = acct.risk_state.observe(self._equity(acct), acct.risk)
+        rule = self.ledger.observe_risk(acct)
         self._touched(acct)
         if rule is None:
             return
-        acct.breached = rule
         self.cancel_all(acct.id)
         for symbol in list(acct.positions):
             self._close(acct, symbol, FillCause.RISK, slip=True)
@@ -804,78 +593,35 @@ class SimBroker:
 
     def reset_breach(self, account: str) -> None:
         acct = self._account(account)
-        if acct.breached is None:
-            raise Refused(f"account {account!r} is not breached")
-        acct.breached = None
-        acct.risk_state.reset(self._equity(acct))
+        self.ledger.reset_breach(acct)
         self._touched(acct)
 
     # --- the market moves -----------------------------------------------------
 
     def on_price(self, family: str) -> None:
         """Trigger working orders, then liquidations, then risk checks (SPEC 2, 3)."""
-        price_of: dict[str, Decimal] = {}
-        for order in [o for o in self._orders.values() if self._in_family(o.symbol, family)]:
-            if order.id not in self._orders:
-                continue  # cancelled by an earlier fill in this loop (OCO, flat)
-            price = price_of.get(order.symbol)
-            if price is None:
-                price = price_of[order.symbol] = self.prices.get(order.symbol)
-            if not self._marketable(order, price):
-                continue
-            acct = self._accounts[order.account]
-            if order.type is OrderType.LIMIT:
-                fill_price = order.price
-                assert fill_price is not None
-            else:
-                fill_price = self._slipped(self.catalog.get(order.symbol), order.side, price)
+        book = self.book
+        accounts = self.ledger.accounts
+        for order in book.triggered(family):
+            fill_price = book.fill_price(order, self.catalog.get(order.symbol),
+                                         self.prices.get(order.symbol), resting=True)
             cause = FillCause.BRACKET if order.parent_id else FillCause.ORDER
-            self._execute(acct, order, fill_price, cause, refuse=False)
-        for acct in self._holders(family):
+            self._execute(accounts[order.account], order, fill_price, cause, refuse=False)
+        for acct in self.ledger.holders(family):
             self._liquidate(acct, family)
             self._check_risk(acct)
 
-    def _in_family(self, symbol: str, family: str) -> bool:
-        return self.catalog.get(symbol).family == family
-
-    def _holders(self, family: str) -> Iterator[SimAccount]:
-        for acct in list(self._accounts.values()):
-            if any(self._in_family(s, family) for s in acct.positions):
-                yield acct
-
     def _liquidate(self, acct: SimAccount, family: str) -> None:
-        for pos in list(acct.positions.values()):
-            inst = self.catalog.get(pos.symbol)
-            if inst.is_future or inst.family != family:
-                continue
-            _lev, mode = self._setting(acct, pos.symbol)
-            price = self.prices.get(pos.symbol)
-            if mode is MarginMode.ISOLATED and isolated_liquidated(
-                    inst, pos.qty, pos.avg, pos.margin, price):
-                self._close(acct, pos.symbol, FillCause.LIQUIDATION, slip=False)
-        cross = [p for p in acct.positions.values()
-                 if not self.catalog.get(p.symbol).is_future
-                 and self._setting(acct, p.symbol)[1] is MarginMode.CROSS]
-        if not cross:
-            return
-        maintenance = sum(
-            (maintenance_margin(self.catalog.get(p.symbol), p.qty, self.prices.get(p.symbol))
-             for p in cross), ZERO)
-        if self._equity(acct) <= maintenance:
-            for pos in cross:
-                self._close(acct, pos.symbol, FillCause.LIQUIDATION, slip=False)
+        """Isolated positions the price liquidates first, then (at the equity that
+        leaves) the cross ones, all at the update price."""
+        for symbol in self.ledger.isolated_liquidations(acct, family):
+            self._close(acct, symbol, FillCause.LIQUIDATION, slip=False)
+        for symbol in self.ledger.cross_liquidation(acct):
+            self._close(acct, symbol, FillCause.LIQUIDATION, slip=False)
 
     def margin_level(self, account: str, symbol: str) -> Decimal | None:
         """(position margin + uPnL) / maintenance margin of an isolated position."""
-        acct = self._account(account)
-        inst = self._instrument(symbol)
-        pos = acct.positions.get(inst.symbol)
-        if pos is None or inst.is_future or inst.mmr == 0:
-            return None
-        price = self.prices.get(inst.symbol)
-        maintenance = maintenance_margin(inst, pos.qty, price)
-        upnl = unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier)
-        return (self._position_margin(acct, pos, inst, price) + upnl) / maintenance
+        return self.ledger.margin_level(self._account(account), self._instrument(symbol))
 
     def position_margin(self, account: str, symbol: str) -> Decimal:
         acct = self._account(account)
@@ -883,7 +629,18 @@ class SimBroker:
         pos = acct.positions.get(inst.symbol)
         if pos is None:
             return ZERO
-        return self._position_margin(acct, pos, inst, self.prices.get(inst.symbol))
+        return self.ledger.position_margin(acct, pos, inst, self.prices.get(inst.symbol))
+
+    def _position_view(self, acct: SimAccount, pos: SimPosition, symbol: str) -> PositionView:
+        inst = self.catalog.get(pos.symbol)
+        price = self.prices.get(pos.symbol)
+        leverage, mode = self.ledger.setting(acct, pos.symbol)
+        return PositionView(
+            symbol=symbol, qty=pos.qty, avg_price=pos.avg,
+            leverage=None if inst.is_future else leverage,
+            margin_mode=None if inst.is_future else mode,
+            margin=self.ledger.position_margin(acct, pos, inst, price),
+            unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier))
 
     def position_detail(self, account: str, symbol: str) -> PositionView | None:
         """One position, priced now; cheaper than a whole `view` (the UI's hot path)."""
@@ -891,21 +648,13 @@ class SimBroker:
         pos = acct.positions.get(self.symbols.catalog(symbol))
         if pos is None:
             return None
-        inst = self.catalog.get(pos.symbol)
-        price = self.prices.get(pos.symbol)
-        leverage, mode = self._setting(acct, pos.symbol)
-        return PositionView(
-            symbol=symbol, qty=pos.qty, avg_price=pos.avg,
-            leverage=None if inst.is_future else leverage,
-            margin_mode=None if inst.is_future else mode,
-            margin=self._position_margin(acct, pos, inst, price),
-            unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier))
+        return self._position_view(acct, pos, symbol)
 
     def close_cost(self, symbol: str, qty: Decimal) -> Decimal:
         """What closing `qty` at market costs beyond the current price: fees and slippage."""
         inst = self._instrument(symbol)
         slip = self.settings.slippage_ticks * inst.tick * qty * inst.multiplier
-        return qty * self.settings.fee_per_contract + slip
+        return self.ledger.fee(qty) + slip
 
     def realized_net(self, account: str) -> Decimal:
         """Realized PnL net of fees."""
@@ -914,18 +663,13 @@ class SimBroker:
 
     def isolated_floor(self, account: str, symbol: str) -> Decimal:
         """The least margin an isolated position may keep: qty x avg / leverage (SPEC 8)."""
-        acct = self._account(account)
-        inst = self._instrument(symbol)
-        pos = acct.positions.get(inst.symbol)
-        if pos is None:
-            return ZERO
-        return abs(pos.qty) * pos.avg / self._setting(acct, inst.symbol)[0]
+        return self.ledger.isolated_floor(self._account(account), self._instrument(symbol))
 
     def available(self, account: str) -> Decimal:
-        return self._available(self._account(account))
+        return self.ledger.available(self._account(account))
 
     def equity(self, account: str) -> Decimal:
-        return self._equity(self._account(account))
+        return self.ledger.equity(self._account(account))
 
     # --- views --------------------------------------------------------------
 
@@ -934,46 +678,37 @@ class SimBroker:
         return pos.qty if pos else ZERO
 
     def working_orders(self, account: str, symbol: str | None = None) -> list[OrderInfo]:
-        acct = self._account(account)
+        self._account(account)
         wanted = None if symbol is None else self.symbols.catalog(symbol)
-        return [self._info(o) for o in acct.orders.values() if wanted in (None, o.symbol)]
+        info = self.book.info
+        return [info(o) for o in self.book.of(account).values() if wanted in (None, o.symbol)]
 
     def order(self, order_id: str) -> OrderInfo | None:
-        order = self._orders.get(order_id)
-        return self._info(order) if order else None
+        order = self.book.get(order_id)
+        return self.book.info(order) if order else None
 
     def order_status(self, order_id: str) -> OrderStatus | None:
-        return self._status.get(order_id)
+        return self.book.status.get(order_id)
 
     def order_by_client_id(self, client_id: str) -> OrderInfo | None:
-        order_id = self._client_ids.get(client_id)
-        return self._order_log.get(order_id) if order_id else None
+        return self.book.by_client_id(client_id)
 
     def reject_reason(self, order_id: str) -> tuple[RejectReason, str] | None:
         """Why the broker rejected an order it had accepted for matching, if it did."""
-        return self._rejects.get(order_id)
+        return self.book.rejects.get(order_id)
 
     def view(self, account: str) -> AccountView:
         acct = self._account(account)
-        positions = []
-        for pos in acct.positions.values():
-            inst = self.catalog.get(pos.symbol)
-            price = self.prices.get(pos.symbol)
-            leverage, mode = self._setting(acct, pos.symbol)
-            positions.append(PositionView(
-                symbol=self.symbols.native(pos.symbol), qty=pos.qty, avg_price=pos.avg,
-                leverage=None if inst.is_future else leverage,
-                margin_mode=None if inst.is_future else mode,
-                margin=self._position_margin(acct, pos, inst, price),
-                unrealized=unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier),
-            ))
-        equity = self._equity(acct)
-        used = self._used_margin(acct)
+        native = self.symbols.native
+        positions = tuple(self._position_view(acct, pos, native(pos.symbol))
+                          for pos in acct.positions.values())
+        equity = self.ledger.equity(acct)
+        used = self.ledger.used_margin(acct)
         return AccountView(
             id=acct.id, broker=self.name, balance=acct.balance, equity=equity,
             available=equity - used, used_margin=used, realized=acct.realized, fees=acct.fees,
-            breached=acct.breached, risk=acct.risk, positions=tuple(positions),
-            orders=tuple(self._info(o) for o in acct.orders.values()),
+            breached=acct.breached, risk=acct.risk, positions=positions,
+            orders=tuple(self.book.info(o) for o in self.book.of(account).values()),
         )
 
     # --- persistence: the store reads and restores a broker's own state ------------
@@ -982,13 +717,13 @@ class SimBroker:
         return self._account(account)
 
     def accounts(self) -> list[str]:
-        return list(self._accounts)
+        return list(self.ledger.accounts)
 
     def counters(self) -> tuple[int, int]:
-        return self._next_id, self._next_fill
+        return self.book.next_id, self._next_fill
 
     def status_of(self, order_id: str) -> OrderStatus | None:
-        return self._status.get(order_id)
+        return self.book.status.get(order_id)
 
     def restore(self, accounts: list[SimAccount], working: list[SimOrder],
                 counters: tuple[int, int],
@@ -999,24 +734,12 @@ class SimBroker:
         (with the reasons of those that were rejected)."""
         for acct in accounts:
             acct.orders = {}
-            self._accounts[acct.id] = acct
-        for order in working:
-            self._accounts[order.account].orders[order.id] = order
-            self._orders[order.id] = order
-            self._set_status(order.id, OrderStatus.WORKING)
-            self._order_log[order.id] = self._info(order)
-            if order.client_id is not None:
-                self._client_ids[order.client_id] = order.id
-        for order, status in known:
-            self._status[order.id] = status
-            self._order_log[order.id] = self._info(order)
-            if order.client_id is not None:
-                self._client_ids[order.client_id] = order.id
-        self._rejects.update(rejects or {})
-        self._next_id, self._next_fill = counters
+            self.ledger.accounts[acct.id] = acct
+            self.book.open(acct.id, acct.orders)
+        next_id, self._next_fill = counters
+        self.book.restore(working, known, rejects or {}, next_id)
 
     def today_pnl(self, account: str) -> Decimal:
         """Today's PnL as the daily loss limit measures it (SPEC 3): equity minus the
         day's starting equity, which a breach reset restarts and funding moves shift."""
-        acct = self._account(account)
-        return self._equity(acct) - acct.risk_state.day_start
+        return self.ledger.today_pnl(self._account(account))

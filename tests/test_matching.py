@@ -1,0 +1,123 @@
+"""The simulated broker's matching alone: the order registry and the matching rules.
+
+No venue, no money, no events: an `OrderBook` over a price book, driven directly.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from synctui.brokers.matching import OrderBook, SimOrder
+from synctui.brokers.naming import NamingScheme, SymbolMap
+from synctui.domain.errors import Refused, RejectReason
+from synctui.domain.instruments import Catalog
+from synctui.domain.orders import InvalidTransition, OrderStatus, OrderType, Side
+from synctui.domain.prices import PriceBook
+
+D = Decimal
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, STOP, MARKET = OrderType.LIMIT, OrderType.STOP, OrderType.MARKET
+
+
+def make(slip: str = "0", naming: NamingScheme = NamingScheme.PLAIN) -> OrderBook:
+    catalog = Catalog()
+    prices = PriceBook(catalog)
+    prices.set("MNQ", D("21000"))
+    prices.set("BTCUSDT", D("50000"))
+    book = OrderBook("sim", catalog, prices, SymbolMap(naming, catalog), D(slip))
+    book.open("a")
+    book.open("b")
+    return book
+
+
+def order(book: OrderBook, symbol: str, side: Side, kind: OrderType, price: str | None,
+          account: str = "a", client_id: str | None = None) -> SimOrder:
+    return SimOrder(id=book.new_id(), account=account, symbol=symbol, side=side, type=kind,
+                    qty=D("1"), price=None if price is None else D(price),
+                    client_id=client_id)
+
+
+def rest(book: OrderBook, placed: SimOrder) -> SimOrder:
+    book.remember(placed)
+    book.rest(placed)
+    return placed
+
+
+@pytest.mark.parametrize(("side", "kind", "level", "marketable_at", "not_at"), [
+    (BUY, LIMIT, "100", ["100", "99"], ["101"]),
+    (SELL, LIMIT, "100", ["100", "101"], ["99"]),
+    (BUY, STOP, "100", ["100", "101"], ["99"]),
+    (SELL, STOP, "100", ["100", "99"], ["101"]),
+])
+def test_marketable_limits_and_stops_on_both_sides(side: Side, kind: OrderType, level: str,
+                                                   marketable_at: list[str],
+                                                   not_at: list[str]) -> None:
+    placed = SimOrder("x", "a", "MNQ", side, kind, D("1"), D(level))
+    assert all(OrderBook.marketable(placed, D(p)) for p in marketable_at)
+    assert not any(OrderBook.marketable(placed, D(p)) for p in not_at)
+
+
+def test_fill_prices_slip_adversely_and_limits_fill_at_their_own_price_resting() -> None:
+    book = make(slip="2")  # MNQ tick 0.25
+    buy_stop = SimOrder("1", "a", "MNQ", BUY, STOP, D("1"), D("21000"))
+    sell_market = SimOrder("2", "a", "MNQ", SELL, MARKET, D("1"), None)
+    sell_limit = SimOrder("3", "a", "MNQ", SELL, LIMIT, D("1"), D("20990"))
+    mnq = book.catalog.get("MNQ")
+    assert book.fill_price(buy_stop, mnq, D("21002"), resting=True) == D("21002.5")
+    assert book.fill_price(sell_market, mnq, D("21000")) == D("20999.5")
+    assert book.fill_price(sell_market, mnq, D("0.25")) == D("0.25")  # never below a tick
+    assert book.fill_price(sell_limit, mnq, D("21000")) == D("21000")  # placed marketable
+    assert book.fill_price(sell_limit, mnq, D("21000"), resting=True) == D("20990")
+
+
+def test_a_price_update_triggers_the_family_s_orders_in_placement_order() -> None:
+    book = make()
+    first = rest(book, order(book, "MNQ", SELL, LIMIT, "21000"))
+    rest(book, order(book, "BTCUSDT", BUY, LIMIT, "60000"))  # another family
+    rest(book, order(book, "MNQ", BUY, LIMIT, "20990"))  # not reached
+    second = rest(book, order(book, "NQ", BUY, STOP, "20995", account="b"))  # same family
+    third = rest(book, order(book, "MNQ", SELL, LIMIT, "20999"))
+    assert [o.id for o in book.triggered("NQ")] == [first.id, second.id, third.id]
+    # an order taken off while an earlier one is being filled is not triggered
+    triggered = book.triggered("NQ")
+    assert next(triggered) is first
+    book.take_off(second)
+    assert list(triggered) == [third]
+
+
+def test_statuses_move_only_through_the_lifecycle_table() -> None:
+    book = make()
+    placed = rest(book, order(book, "MNQ", BUY, LIMIT, "20000", client_id="c1"))
+    assert book.status[placed.id] is OrderStatus.WORKING
+    book.take_off(placed)
+    book.set_status(placed.id, OrderStatus.FILLED)
+    with pytest.raises(InvalidTransition):
+        book.set_status(placed.id, OrderStatus.WORKING)
+    with pytest.raises(InvalidTransition):
+        book.set_status(placed.id, OrderStatus.CANCELLED)
+    assert book.status[placed.id] is OrderStatus.FILLED
+    with pytest.raises(InvalidTransition):  # a new order starts working or rejected
+        book.set_status("never-seen", OrderStatus.FILLED)
+
+
+def test_the_registry_remembers_client_ids_rejects_and_working_orders() -> None:
+    book = make(naming=NamingScheme.TRADOVATE)
+    placed = rest(book, order(book, "MNQ", BUY, LIMIT, "20000", client_id="c1"))
+    refused = order(book, "MNQ", SELL, LIMIT, "22000", client_id="c2")
+    book.remember(refused)
+    book.reject(refused.id, RejectReason.REJECTED, "no")
+    assert [placed.id, refused.id] == ["sim-1", "sim-2"]
+    assert book.next_id == 3
+    assert list(book.of("a")) == [placed.id]
+    assert book.get(refused.id) is None
+    found = book.by_client_id("c1")
+    assert found is not None and found.id == placed.id
+    assert found.symbol != "MNQ"  # reported in the broker's own naming
+    assert book.rejects[refused.id] == (RejectReason.REJECTED, "no")
+    assert book.status[refused.id] is OrderStatus.REJECTED
+    book.take_off(placed)
+    assert book.of("a") == {} and book.working == {}
+    with pytest.raises(Refused):
+        book.working_order(placed.id)
