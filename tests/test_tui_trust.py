@@ -23,6 +23,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Select
 
+import synctui.store.store as store_module
 from synctui.domain.clock import SteppingClock
 from synctui.domain.groups import GroupStatus
 from synctui.domain.orders import Side
@@ -284,25 +285,25 @@ async def test_quit_while_a_tick_is_committing_quits_and_keeps_every_change(
     async def act(pilot: Pilot[None]) -> None:
         await pilot.pause()
         connection = app.desk.session.store.db  # type: ignore[union-attr]
-        real = connection.execute
+        real = connection._execute  # the store hands each whole transaction to its thread
 
-        async def slow_commit() -> Any:
+        async def slow_commit(fn: Any, *args: Any) -> Any:
             in_commit.set()
             try:
                 await disk_done.wait()
             except asyncio.CancelledError:
                 commits.append("cancelled")
-                await real("COMMIT")  # the database thread commits regardless
+                await real(fn, *args)  # the database thread commits regardless
                 raise
             commits.append("committed")
-            return await real("COMMIT")
+            return await real(fn, *args)
 
-        def execute(sql: str, *args: Any) -> Any:
-            if sql == "COMMIT" and not in_commit.is_set():
-                return slow_commit()
-            return real(sql, *args)
+        def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if fn is store_module._write and not in_commit.is_set():
+                return slow_commit(fn, *args)
+            return real(fn, *args, **kwargs)
 
-        connection.execute = execute  # type: ignore[method-assign]
+        connection._execute = execute  # type: ignore[method-assign]
         await asyncio.wait_for(in_commit.wait(), QUIT_WITHIN)  # then q is pressed
 
     original_close = app.desk.close
