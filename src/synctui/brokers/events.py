@@ -44,7 +44,7 @@ class Fill:
     cause: FillCause
     position_before: Decimal  # signed
     position_after: Decimal  # signed
-    equity_before: Decimal
+    equity_before: Decimal  # the leader's equity before it (Smart Sync); 0 for a copy's fill
     leverage: int | None
     margin_mode: MarginMode | None
     order_id: str | None

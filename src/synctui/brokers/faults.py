@@ -40,6 +40,7 @@ class BrokerTimeout(Exception):
 class FaultModel:
     def __init__(self, settings: FaultSettings | None = None, draws: int = 0) -> None:
         self.settings = settings or FaultSettings()
+        self.active = self.settings.any  # asked on every order: answered once
         self._random = random.Random(self.settings.seed)  # noqa: S311 - a simulation
         self.draws = 0
         for _ in range(draws):

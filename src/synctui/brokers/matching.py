@@ -62,7 +62,9 @@ class OrderBook:
         self.working: dict[str, SimOrder] = {}  # every working order, by id, as placed
         self.by_account: dict[str, dict[str, SimOrder]] = {}  # account -> its working
         self.client_ids: dict[str, str] = {}  # client id -> order id, forever
-        self.log: dict[str, OrderInfo] = {}  # every order ever accepted
+        # every order ever accepted, as it is now (its report is made when asked: a
+        # fan-out's thousand orders need none)
+        self.log: dict[str, SimOrder] = {}
         self.status: dict[str, OrderStatus] = {}
         # why each rejected order was rejected: a client asking again after a restart
         # learns the same reason, as from a real broker's order history
@@ -102,7 +104,7 @@ class OrderBook:
         """Accept an order: logged, its client id known, working."""
         if order.client_id is not None:
             self.client_ids[order.client_id] = order.id
-        self.log[order.id] = self.info(order)
+        self.log[order.id] = order
         self.set_status(order.id, OrderStatus.WORKING)
 
     def rest(self, order: SimOrder) -> None:
@@ -119,8 +121,8 @@ class OrderBook:
         self.rejects[order_id] = (reason, message)
 
     def modified(self, order: SimOrder) -> None:
-        """The order's price moved: the log says so."""
-        self.log[order.id] = self.info(order)
+        """The order's price moved: the log holds the order itself, so it says so."""
+        self.log[order.id] = order
 
     def get(self, order_id: str) -> SimOrder | None:
         return self.working.get(order_id)
@@ -133,7 +135,8 @@ class OrderBook:
 
     def by_client_id(self, client_id: str) -> OrderInfo | None:
         order_id = self.client_ids.get(client_id)
-        return self.log.get(order_id) if order_id else None
+        order = self.log.get(order_id) if order_id else None
+        return self.info(order) if order is not None else None
 
     def restore(self, working: Iterable[SimOrder], known: Iterable[tuple[SimOrder, OrderStatus]],
                 rejects: dict[str, tuple[RejectReason, str]], next_id: int) -> None:
@@ -142,12 +145,12 @@ class OrderBook:
         for order in working:
             self.rest(order)
             self.set_status(order.id, OrderStatus.WORKING)
-            self.log[order.id] = self.info(order)
+            self.log[order.id] = order
             if order.client_id is not None:
                 self.client_ids[order.client_id] = order.id
         for order, status in known:
             self.status[order.id] = status
-            self.log[order.id] = self.info(order)
+            self.log[order.id] = order
             if order.client_id is not None:
                 self.client_ids[order.client_id] = order.id
         self.rejects.update(rejects)

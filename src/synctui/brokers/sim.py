@@ -285,7 +285,7 @@ class SimBroker:
         be rejected; a retry with the same client id draws nothing more."""
         self._online()
         client_id = request.client_id
-        if client_id is None or client_id in self._decided or not self.faults.settings.any:
+        if client_id is None or client_id in self._decided or not self.faults.active:
             return self._place(account, request, reject=self._decided.get(client_id or ""))
         timeout = self.faults.times_out()
         reject = self._decided[client_id] = self.faults.rejects()
@@ -443,7 +443,10 @@ class SimBroker:
         symbol = inst.symbol
         pos = acct.positions.get(symbol)
         held = pos.qty if pos else ZERO
-        equity_before = self.ledger.equity(acct)
+        # A copy's fill (it has a client id) sizes nothing: only a leader's fill needs
+        # the equity before it (Smart Sync's fund usage), so only it pays for it.
+        copy = order is not None and order.client_id is not None
+        equity_before = ZERO if copy else self.ledger.equity(acct)
         leverage, mode = self.ledger.setting(acct, symbol)
         fee = self.ledger.fee(qty)
         outcome = self.ledger.apply_fill(acct, inst, side, qty, price, fee, self._next_fill)
