@@ -207,6 +207,7 @@ class DemoDriver:
         self.ticks += 1
         lines: list[str] = []
         engine = self._world.engine
+        engine.poll()  # a broker that answers late (the demo's Bybit) answers what is due
         for symbol, price in self.market.step():
             try:
                 engine.set_price(symbol, price)
