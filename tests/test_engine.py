@@ -904,3 +904,22 @@ def test_an_exit_after_a_restart_is_proportional() -> None:
     sell(world, "lead", 3)
     assert positions(world, "f1") == {}
     assert positions(world, "f2") == {}
+
+
+def test_copy_links_stay_bounded_and_keep_the_working_ones(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past KEEP_COPY_LINKS the oldest links of copies that no longer work are dropped;
+    the link of a mirror still working is kept (a failure at its fill needs it)."""
+    import synctui.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "KEEP_COPY_LINKS", 6)
+    engine = make_world().engine
+    engine.place_order("lead", "MNQ", Side.BUY, qty=Decimal(1), type=LIMIT,
+                       price=Decimal(20000))
+    working = set(engine.state.copy_group)
+    assert working
+    for n in range(10):
+        engine.place_order("lead", "MNQ", Side.BUY if n % 2 == 0 else Side.SELL,
+                           qty=Decimal(1))
+    assert len(engine.state.copy_group) <= 6
+    assert working <= set(engine.state.copy_group)

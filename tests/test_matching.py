@@ -121,3 +121,24 @@ def test_the_registry_remembers_client_ids_rejects_and_working_orders() -> None:
     assert book.of("a") == {} and book.working == {}
     with pytest.raises(Refused):
         book.working_order(placed.id)
+
+
+def test_old_done_orders_are_forgotten_and_working_ones_never(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays flat: past KEEP_DONE done orders the oldest leave the book's registry
+    (the database keeps them); a working order stays whatever its age."""
+    import synctui.brokers.matching as matching
+
+    monkeypatch.setattr(matching, "KEEP_DONE", 3)
+    book = make()
+    resting = rest(book, order(book, "MNQ", BUY, LIMIT, "20000", client_id="c-rest"))
+    done = []
+    for n in range(5):
+        placed = order(book, "MNQ", BUY, MARKET, None, client_id=f"c{n}")
+        book.remember(placed)
+        book.set_status(placed.id, OrderStatus.FILLED)
+        done.append(placed)
+    assert [o.id in book.log for o in done] == [False, False, True, True, True]
+    assert book.by_client_id("c0") is None and book.by_client_id("c4") is not None
+    assert book.status.get(done[0].id) is None
+    assert book.by_client_id("c-rest") is not None and resting.id in book.working

@@ -25,11 +25,12 @@ class Plan:
     burst: int
     startup_orders: int
     memory_fills: int
+    memory_warmup: int  # past the broker's kept done orders, so what stays is what grows
     tui_followers: int
 
 
-FULL = Plan((1, 5, 20, 100, 1000), 200, (1, 20, 100), 50, 100_000, 200, 500)
-QUICK = Plan((1, 5), 10, (1,), 5, 200, 10, 20)
+FULL = Plan((1, 5, 20, 100, 1000), 200, (1, 20, 100), 50, 100_000, 1000, 500, 500)
+QUICK = Plan((1, 5), 10, (1,), 5, 200, 10, 5, 20)
 
 
 def _progress(text: str) -> None:
@@ -65,7 +66,7 @@ async def measure(quick: bool) -> dict[str, Any]:
         _progress(f"start-up with {plan.startup_orders} historical orders")
         result["startup_s"] = round(await startup(folder, plan.startup_orders), 4)
         _progress(f"memory over {plan.memory_fills} fills to {followers} followers")
-        mem = await memory(folder, followers, plan.memory_fills)
+        mem = await memory(folder, followers, plan.memory_fills, plan.memory_warmup)
         result["memory"] = {"follower_orders": mem.follower_orders,
                             "rss_growth_bytes": mem.rss_growth_bytes,
                             "bytes_per_follower_order": round(mem.bytes_per_follower_order, 1),

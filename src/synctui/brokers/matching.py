@@ -16,6 +16,7 @@ an order rests, fills or is cancelled, and reports it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,12 @@ from synctui.domain.orders import OrderStatus, OrderType, Side, transition
 from synctui.domain.prices import PriceBook
 
 ZERO = Decimal(0)
+
+
+# Done orders kept in memory per broker: enough for every retry and mirror check of a
+# session (pending intents are answered at once); the rest is history in the database.
+KEEP_DONE = 20_000
+DONE = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 
 
 @dataclass(slots=True)
@@ -70,6 +77,7 @@ class OrderBook:
         # learns the same reason, as from a real broker's order history
         self.rejects: dict[str, tuple[RejectReason, str]] = {}
         self.next_id = 1
+        self._done: deque[str] = deque()  # done orders, oldest first
 
     # --- the registry -------------------------------------------------------------
 
@@ -99,6 +107,21 @@ class OrderBook:
     def set_status(self, order_id: str, status: OrderStatus) -> None:
         """Every status change goes through the lifecycle's transition table."""
         self.status[order_id] = transition(self.status.get(order_id), status)
+        if status in DONE:
+            self._forget_old(order_id)
+
+    def _forget_old(self, order_id: str) -> None:
+        """Memory stays flat: only the last `KEEP_DONE` done orders are kept here. Older
+        ones live in the database; a restart loads those its pending intents ask about,
+        and the database refuses a second order with a client id (UNIQUE)."""
+        self._done.append(order_id)
+        while len(self._done) > KEEP_DONE:
+            old = self._done.popleft()
+            order = self.log.pop(old, None)
+            self.status.pop(old, None)
+            self.rejects.pop(old, None)
+            if order is not None and order.client_id is not None:
+                self.client_ids.pop(order.client_id, None)
 
     def remember(self, order: SimOrder) -> None:
         """Accept an order: logged, its client id known, working."""

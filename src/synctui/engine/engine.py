@@ -82,6 +82,7 @@ Observer = Callable[[EngineEvent], None]
 _CHANGES: dict[type, str] = {OrderPlaced: "placed", OrderModified: "modified",
                              OrderCancelled: "cancelled"}
 LATENCY_SAMPLES = 200  # per follower and group, for the dashboard's last / p95
+KEEP_COPY_LINKS = 50_000  # copy links kept in memory; the database has them all
 
 
 def copy_key(*parts: str) -> str:
@@ -931,11 +932,24 @@ class Engine:
             self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
                 self.clock.now() - (intent.since or intent.at))
         self.state.link_copy(order_id, intent.group)
+        if len(self.state.copy_group) > KEEP_COPY_LINKS:
+            self._forget_old_copies()
         if intent.mirror_of is not None:
             self.state.link_mirror(intent.mirror_of, intent.follower, order_id)
         if intent.bracket_of is not None:
             self.state.mark_bracketed(intent.bracket_of, intent.follower, order_id)
         self.state.finish_intent(intent.key, order_id)
+
+    def _forget_old_copies(self) -> None:
+        """Memory stays flat: the oldest links of copies that no longer work are dropped
+        (their group is in the database, `copy_orders`; a restart loads the working)."""
+        drop = len(self.state.copy_group) - KEEP_COPY_LINKS // 2
+        for order_id in list(self.state.copy_group):
+            if drop <= 0:
+                return
+            if not any(b.order(order_id) is not None for b in self.brokers.values()):
+                del self.state.copy_group[order_id]
+                drop -= 1
 
     def poll(self) -> None:
         """Let brokers that answer late answer what is due (the demo's delay)."""
