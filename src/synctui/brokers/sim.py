@@ -680,6 +680,12 @@ class SimBroker:
         pos = self._account(account).positions.get(self.symbols.catalog(symbol))
         return pos.qty if pos else ZERO
 
+    def positions(self, account: str) -> dict[str, Decimal]:
+        """Every signed position of the account, by native symbol: no pricing, so a
+        dashboard refresh can reconcile hundreds of followers cheaply."""
+        native = self.symbols.native
+        return {native(s): p.qty for s, p in self._account(account).positions.items()}
+
     def working_orders(self, account: str, symbol: str | None = None) -> list[OrderInfo]:
         self._account(account)
         wanted = None if symbol is None else self.symbols.catalog(symbol)

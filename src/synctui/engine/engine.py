@@ -113,6 +113,7 @@ class Engine:
         self._since: datetime | None = None  # the leader event a resumed copy waited for
         # (group, follower) -> recent copy latencies: leader event to broker acknowledgement
         self._latency: dict[tuple[str, str], deque[timedelta]] = {}
+        self._latency_read: dict[tuple[str, str], tuple[timedelta, timedelta]] = {}
         self._unsubscribe = [b.subscribe(self._on_broker_event) for b in self.brokers.values()]
         self.ratio = RatioCopier(self)
         self.smart = SmartSync(self)
@@ -653,11 +654,17 @@ class Engine:
         """The last and the 95th percentile copy latency of a follower (or a copy's owner)
         in a group: from the leader event to its broker acknowledging the copy. Kept in
         memory for the dashboard; None before its first copy."""
-        samples = self._latency.get((group, follower))
+        key = (group, follower)
+        cached = self._latency_read.get(key)
+        if cached is not None:
+            return cached
+        samples = self._latency.get(key)
         if not samples:
             return None
         ordered = sorted(samples)
-        return samples[-1], ordered[min(len(ordered) - 1, (95 * len(ordered)) // 100)]
+        read = samples[-1], ordered[min(len(ordered) - 1, (95 * len(ordered)) // 100)]
+        self._latency_read[key] = read  # until its next sample: a refresh reads it again
+        return read
 
     # --- Smart Sync (SPEC 5) -------------------------------------------------------------
 
@@ -929,6 +936,7 @@ class Engine:
         outcome = (intent.group, self.owner(intent.follower), intent.symbol)
         self.state.last_result[outcome] = True
         if intent.at is not None:
+            self._latency_read.pop(outcome[:2], None)
             self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
                 self.clock.now() - (intent.since or intent.at))
         self.state.link_copy(order_id, intent.group)

@@ -252,7 +252,8 @@ class RatioCopier:
     def _positions(self, account: str) -> dict[str, Decimal]:
         """An account's signed positions by catalog symbol."""
         broker = self.ctx.broker_of(account)
-        return {broker.symbols.catalog(p.symbol): p.qty for p in broker.view(account).positions}
+        catalog = broker.symbols.catalog
+        return {catalog(s): qty for s, qty in broker.positions(account).items()}
 
     def out_of_sync(self, group: str | None = None) -> list[Drift]:
         """Every synced ratio follower of an active group with a leader that does not hold
