@@ -30,7 +30,7 @@ from synctui.domain.orders import Side
 from synctui.engine.world import World
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.report import report
-from synctui.scenario.runner import Replay, build_world, run_step
+from synctui.scenario.runner import Replay
 from synctui.store.session import Session
 from synctui.store.store import Store
 from synctui.tui.app import SyncApp, make_app
@@ -43,7 +43,7 @@ from synctui.tui.screens.groups import (
 )
 from synctui.tui.screens.help import HelpScreen
 from synctui.tui.screens.log import LogScreen
-from tests.tui_support import DESK, SIZE, desk_app
+from tests.tui_support import DESK, SIZE, desk_app, played
 
 # --- a. markup-looking names -------------------------------------------------------------
 
@@ -59,13 +59,7 @@ def markup_world() -> World:
     text = DESK.read_text()
     for old, new in RENAMED.items():
         text = text.replace(json.dumps(old), json.dumps(new))
-    scenario = parse_scenario(text)
-    world = build_world(scenario, SteppingClock())
-    run = Replay(world)
-    for index, raw in enumerate(scenario.steps):
-        run_step(run, index, raw)
-    assert not run.errors, run.errors
-    return world
+    return played(parse_scenario(text))
 
 
 def screen_text(app: SyncApp) -> str:

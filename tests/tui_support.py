@@ -6,7 +6,7 @@ from pathlib import Path
 
 from synctui.domain.clock import SteppingClock
 from synctui.engine.world import World
-from synctui.scenario.model import load_scenario
+from synctui.scenario.model import Scenario, load_scenario
 from synctui.scenario.runner import Replay, build_world, run_step
 from synctui.tui.app import SyncApp, make_app
 
@@ -15,7 +15,11 @@ SIZE = (150, 42)
 
 
 def desk_world() -> World:
-    scenario = load_scenario(DESK)
+    return played(load_scenario(DESK))
+
+
+def played(scenario: Scenario) -> World:
+    """A scenario's world with its steps played, in memory; none may be refused."""
     world = build_world(scenario, SteppingClock())
     run = Replay(world)
     for index, raw in enumerate(scenario.steps):
