@@ -24,3 +24,10 @@ settings.load_profile("long" if LONG else "ci")
 def scaled(ci: int, long: int) -> int:
     """How many examples (or rounds) a test runs: `ci` by default, `long` under SYNCTUI_LONG."""
     return long if LONG else ci
+
+
+def pytest_configure(config: object) -> None:
+    """The long profiles run for many minutes per test (500 kills of the crash test take
+    about 20): under SYNCTUI_LONG=1 a test's time limit is two hours, not ten minutes."""
+    if LONG:
+        config.option.timeout = 7200  # type: ignore[attr-defined]
