@@ -29,6 +29,7 @@ from synctui.cli import main
 from synctui.domain.numbers import MAX_DIGITS, MAX_EXPONENT, NumberError, bounded
 from synctui.engine.views import parse_amount
 from synctui.scenario.model import parse_scenario
+from tests.test_replay_cli import replay_json
 
 ROOT = Path(__file__).parent.parent
 CAP = 16 * 2**20  # the size cap on a scenario file, 16 MiB
@@ -87,13 +88,7 @@ def refused(path: Path | str, capsys: pytest.CaptureFixture[str]) -> str:
     return captured.err
 
 
-def replayed(path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    code = main(["replay", str(path), "--json"])
-    captured = capsys.readouterr()
-    assert code == 0, captured.err
-    assert captured.err == ""
-    result: dict[str, Any] = json.loads(captured.out)
-    return result
+replayed = replay_json  # exit 0, nothing on stderr, the JSON report
 
 
 def _small_memory() -> None:
