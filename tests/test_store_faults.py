@@ -285,6 +285,83 @@ def test_a_clean_close_leaves_no_wal_so_the_next_start_knows_it_was_clean(
     assert not Path(f"{path}-wal").exists()
 
 
+@pytest.fixture
+def checks_run(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the start-up inspection runs (it opens its own sqlite3 connection)."""
+    import synctui.store.database as database
+
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)  # type: ignore[call-overload]
+        db.set_trace_callback(seen.append)
+        return db  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(database.sqlite3, "connect", traced)
+    return seen
+
+
+def whole_file_checks(seen: list[str]) -> list[str]:
+    return [s for s in seen if "quick_check" in s or "integrity_check" in s]
+
+
+def open_and_close(path: Path) -> None:
+    async def run() -> None:
+        store = await Store.open(path)
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_start_after_a_clean_close_does_not_read_the_whole_file_again(
+        tmp_path: Path, checks_run: list[str]) -> None:
+    """Issue 11: a million orders of history would cost a second at every start."""
+    path = tmp_path / "desk.db"
+    desk_file(path)
+    checks_run.clear()
+    open_and_close(path)
+    assert whole_file_checks(checks_run) == []
+    open_and_close(path)  # and again: each clean close marks the file anew
+    assert whole_file_checks(checks_run) == []
+
+
+def test_a_file_changed_after_a_clean_close_is_checked_whole(
+        tmp_path: Path, checks_run: list[str]) -> None:
+    """Same size, same bytes, only written again (a restore, a copy over it): the mark of
+    the clean close no longer vouches for it."""
+    path = tmp_path / "desk.db"
+    desk_file(path)
+    path.write_bytes(path.read_bytes())
+    checks_run.clear()
+    open_and_close(path)
+    assert whole_file_checks(checks_run) == ["PRAGMA quick_check"]
+
+
+KILL_WHILE_OPEN = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from synctui.store.store import Store
+async def main():
+    await Store.open(Path(sys.argv[1]))
+    os.kill(os.getpid(), signal.SIGKILL)  # never closed
+asyncio.run(main())
+"""
+
+
+def test_a_start_after_a_crash_is_checked_whole_even_without_a_wal(
+        tmp_path: Path, checks_run: list[str]) -> None:
+    """The clean mark vouches for one start: a run that was killed (here before it wrote
+    anything, so it leaves no WAL) does not leave it behind for the next."""
+    path = tmp_path / "desk.db"
+    desk_file(path)
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_OPEN, str(path)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    checks_run.clear()
+    open_and_close(path)
+    assert whole_file_checks(checks_run) == ["PRAGMA quick_check"]
+
+
 # --- item 10: read-only -----------------------------------------------------------------
 
 

@@ -109,6 +109,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE held_events (seq INTEGER PRIMARY KEY, broker TEXT NOT NULL, body TEXT NOT NULL);
     CREATE TABLE waiting (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL);
     """,
+    # version 4: start-up reads the open intents (pending or submitted) through an
+    # index, not by scanning a history of a million
+    """
+    DROP INDEX intents_pending;
+    CREATE INDEX intents_open ON intents (seq) WHERE status IN ('pending', 'submitted');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -105,6 +105,18 @@ class _Batch:
             self.steps.append((sql, rows))
 
 
+_JOURNAL_ORDER = {
+    "mirror": "INSERT INTO mirrors VALUES (?, ?, ?)",
+    "bracketed": "INSERT INTO bracketed VALUES (?, ?, ?)",
+    "copy": "INSERT OR IGNORE INTO copy_orders VALUES (?, ?)",
+    "failure": "INSERT INTO failures (grp, account, symbol, reason, message, at) "
+               "VALUES (?, ?, ?, ?, ?, ?)",
+    "intent": "INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
+    "intent_submitted": "UPDATE intents SET status = 'submitted' WHERE key = ?",
+    "intent_done": "UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
+}
+
+
 class Store:
     def __init__(self, db: aiosqlite.Connection, lock: Lock, path: Path, fresh: bool) -> None:
         self.db = db
@@ -127,7 +139,10 @@ class Store:
         db, lock, fresh = await open_database(path)
         store = cls(db, lock, path, fresh)
         try:
-            async with db.execute("SELECT coalesce(max(seq), 0) FROM intents") as cursor:
+            # intents are never deleted and each takes the next seq, so the newest row
+            # holds the largest: found at the end of the rowid tree, not by a scan
+            async with db.execute(
+                    "SELECT seq FROM intents ORDER BY rowid DESC LIMIT 1") as cursor:
                 row = await cursor.fetchone()
         except BaseException as error:
             await store.close()
@@ -143,6 +158,8 @@ class Store:
         self.detach()
         try:
             await close_quietly(self.db)
+            if self.failed is None:
+                self._lock.mark_clean()
         finally:
             self._lock.release()
 
@@ -360,19 +377,19 @@ class Store:
             batch.add("INSERT OR REPLACE INTO meta VALUES ('resyncs', ?)",
                       [(str(world.engine.state.resyncs),)])
         done = {data[0] for kind, data in journal if kind == "intent_done"}
+        # One `executemany` per statement: the journal interleaves a fan-out's kinds
+        # (link, outcome, link, ...), so rows are grouped by kind first. Only the
+        # intents' rows depend on each other (insert, then submitted, then done) and
+        # the waiting rows (kept in their own order); the rest are independent inserts.
+        rows: dict[str, Rows] = {kind: [] for kind in _JOURNAL_ORDER}
+        waiting = _Batch()
         for kind, data in journal:
-            if kind == "mirror":
-                batch.add("INSERT INTO mirrors VALUES (?, ?, ?)", [data])
-            elif kind == "bracketed":
-                batch.add("INSERT INTO bracketed VALUES (?, ?, ?)", [data])
-            elif kind == "copy":
-                batch.add("INSERT OR IGNORE INTO copy_orders VALUES (?, ?)", [data])
+            if kind in ("mirror", "bracketed", "copy"):
+                rows[kind].append(data)
             elif kind == "failure":
                 f: Failure = data
-                batch.add("INSERT INTO failures (grp, account, symbol, reason, message, at) "
-                          "VALUES (?, ?, ?, ?, ?, ?)",
-                          [(f.group, f.account, f.symbol, f.reason.value, f.message,
-                            f.at.isoformat())])
+                rows[kind].append((f.group, f.account, f.symbol, f.reason.value, f.message,
+                                   f.at.isoformat()))
             elif kind == "intent":
                 intent: Intent = data
                 self._intent_seq += 1
@@ -382,22 +399,22 @@ class Store:
                     "bracket_of": intent.bracket_of,
                     "at": intent.at.isoformat() if intent.at else None,
                     "since": intent.since.isoformat() if intent.since else None})
-                batch.add("INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
-                          [(intent.key, self._intent_seq, body)])
+                rows[kind].append((intent.key, self._intent_seq, body))
             elif kind == "waiting":
                 self._waiting_seq += 1
-                batch.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
-                          [(data.key, self._waiting_seq, dump_waiting(data))])
+                waiting.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
+                            [(data.key, self._waiting_seq, dump_waiting(data))])
             elif kind == "waiting_done":
-                batch.add("DELETE FROM waiting WHERE key = ?", [(data,)])
+                waiting.add("DELETE FROM waiting WHERE key = ?", [(data,)])
             elif kind == "intent_submitted":
                 if data not in done:  # answered within this batch: one update will do
-                    batch.add("UPDATE intents SET status = 'submitted' WHERE key = ?",
-                              [(data,)])
+                    rows[kind].append((data,))
             elif kind == "intent_done":
                 key, order_id = data
-                batch.add("UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
-                          [("sent" if order_id else "failed", order_id, key)])
+                rows[kind].append(("sent" if order_id else "failed", order_id, key))
+        for kind, sql in _JOURNAL_ORDER.items():
+            batch.add(sql, rows[kind])
+        batch.steps.extend(waiting.steps)
 
     def _groups(self, book: GroupBook, batch: _Batch) -> None:
         """Groups are few: rewritten whole when any changed."""
@@ -510,10 +527,11 @@ class Store:
         pending = [load_event(body) for (body,) in await self._rows(
             "SELECT body FROM pending_events ORDER BY seq")]
         about = json.dumps(sorted(_orders_named(pending)))
-        for leader_order, follower, order_id in await self._rows(
-                "SELECT m.* FROM mirrors m JOIN orders o ON o.id = m.leader_order "
-                "WHERE o.status = 'working' OR m.leader_order IN (SELECT value FROM json_each(?)) "
-                "ORDER BY m.rowid", (about,)):
+        for _rowid, leader_order, follower, order_id in await self._rows(
+                "SELECT m.rowid, m.* FROM orders o JOIN mirrors m ON m.leader_order = o.id "
+                "WHERE o.status = 'working' UNION "
+                "SELECT rowid, * FROM mirrors WHERE leader_order IN "
+                "(SELECT value FROM json_each(?)) ORDER BY 1", (about,)):
             ids = state.mirrors.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
@@ -526,9 +544,11 @@ class Store:
             ids = state.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
+        # two lookups, not one OR: with OR, SQLite walks every copy link in history
         for order_id, grp in await self._rows(
-                "SELECT c.* FROM copy_orders c JOIN orders o ON o.id = c.order_id "
-                "WHERE o.status = 'working' OR c.order_id IN (SELECT value FROM json_each(?))",
+                "SELECT c.* FROM orders o JOIN copy_orders c ON c.order_id = o.id "
+                "WHERE o.status = 'working' UNION "
+                "SELECT * FROM copy_orders WHERE order_id IN (SELECT value FROM json_each(?))",
                 (about,)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
