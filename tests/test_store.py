@@ -37,7 +37,7 @@ from synctui.engine.world import World
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.report import report
 from synctui.scenario.runner import build_world, replay_in_memory, replay_with_store
-from synctui.store.database import StoreError
+from synctui.store.database import Lock, StoreError, real_path
 from synctui.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from synctui.store.session import Session
 from synctui.store.store import Store
@@ -1248,3 +1248,44 @@ async def test_start_up_reads_no_table_of_history_whole(tmp_path: Path) -> None:
                     if aliases.get(table, table) in HISTORY:
                         walks.append((detail, sql))
     assert walks == []
+
+
+async def _wal_after_fills(path: Path, fills: int, pause: float) -> tuple[int, int]:
+    """The WAL's size after `fills` leader fills, `pause` seconds apart, and the
+    checkpoints run meanwhile."""
+    clock = SteppingClock()
+    store, session = await start(path, clock, lambda: world_of(SMALL, clock))
+    try:
+        for n in range(fills):
+            session.world.engine.place_order("lead", "MNQ", Side.BUY if n % 2 else Side.SELL,
+                                             qty=D(1))
+            await session.settle()
+            await asyncio.sleep(pause)
+        return os.stat(f"{path}-wal").st_size, store.checkpoints
+    finally:
+        await store.close()
+
+
+async def test_checkpoints_run_beside_the_writer_and_keep_the_wal_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: SQLite's own checkpoint is off (it ran inside whichever commit crossed
+    its mark); the store's runs from its own connection once enough rows were written.
+    Without it the WAL grows with every commit; with it, it starts over after a pause,
+    and a burst without pauses starts it over past a length. A clean close still
+    removes it and marks the file clean."""
+    import synctui.store.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 10**9)
+    unchecked, none = await _wal_after_fills(tmp_path / "never.db", 150, 0)
+    assert none == 0
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 50)
+    path = tmp_path / "desk.db"
+    paced, some = await _wal_after_fills(path, 150, 0.01)
+    assert some >= 5
+    assert paced < unchecked / 3
+    assert not os.path.exists(f"{path}-wal")  # noqa: ASYNC240
+    with open(Lock(real_path(path)).path, encoding="utf-8") as mark:  # noqa: ASYNC230
+        assert mark.read().startswith("clean ")
+    monkeypatch.setattr(store_module, "WAL_FRAMES", 200)
+    burst, _ = await _wal_after_fills(tmp_path / "burst.db", 150, 0)
+    assert burst < unchecked / 3

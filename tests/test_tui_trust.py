@@ -267,49 +267,49 @@ def demo_app(db: Path) -> SyncApp:
 
 async def test_quit_while_a_tick_is_committing_quits_and_keeps_every_change(
         tmp_path: Path) -> None:
-    """A slow disk: a tick's COMMIT is on its way to the database thread when q is
-    pressed, and lands only once the desk starts closing. As with aiosqlite, the COMMIT
-    lands even when the coroutine awaiting it is cancelled."""
+    """A tick's commit waits for the store's one writer (a slow read or checkpoint
+    holds it) when q is pressed, and gets it only once the desk starts closing. The
+    commit itself runs on the loop's thread in one go (`Store._commit`), so nothing
+    cancels it halfway: what the tick changed is written before the app ends."""
     db = tmp_path / "desk.db"
     app = demo_app(db)
-    in_commit, disk_done = asyncio.Event(), asyncio.Event()
+    waiting = asyncio.Event()
     commits: list[str] = []
     memory: dict[str, Any] = {}
 
     async def act(pilot: Pilot[None]) -> None:
         await pilot.pause()
-        connection = app.desk.session.store.db  # type: ignore[union-attr]
-        real = connection._execute  # the store hands each whole transaction to its thread
+        store = app.desk.session.store  # type: ignore[union-attr]
+        await store._writer.acquire()  # the one writer is busy elsewhere
+        real_commit, real_write = store._commit, store_module._write
 
-        async def slow_commit(fn: Any, *args: Any) -> Any:
-            in_commit.set()
-            try:
-                await disk_done.wait()
-            except asyncio.CancelledError:
-                commits.append("cancelled")
-                await real(fn, *args)  # the database thread commits regardless
-                raise
+        async def commit(batch: Any) -> None:
+            waiting.set()
+            await real_commit(batch)
+
+        def write(db: Any, steps: Any) -> None:
+            real_write(db, steps)
             commits.append("committed")
-            return await real(fn, *args)
 
-        def execute(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            if fn is store_module._write and not in_commit.is_set():
-                return slow_commit(fn, *args)
-            return real(fn, *args, **kwargs)
-
-        connection._execute = execute  # type: ignore[method-assign]
-        await asyncio.wait_for(in_commit.wait(), QUIT_WITHIN)  # then q is pressed
+        store._commit = commit  # type: ignore[method-assign]
+        store_module._write = write  # type: ignore[assignment]
+        await asyncio.wait_for(waiting.wait(), QUIT_WITHIN)  # then q is pressed
 
     original_close = app.desk.close
 
     async def close() -> None:
-        disk_done.set()
+        store = app.desk.session.store  # type: ignore[union-attr]
+        store._writer.release()
         await original_close()
         memory.update(report(Replay(app.desk.world)))
 
     app.desk.close = close  # type: ignore[method-assign]
-    await run_until_quit(app, act)
-    assert commits == ["committed"]  # the tick's commit was never cut short
+    real_write = store_module._write
+    try:
+        await run_until_quit(app, act)
+    finally:
+        store_module._write = real_write  # type: ignore[assignment]
+    assert commits, "the waiting commit never landed"
     assert memory, "the desk was never closed"
     assert await stored_report(db) == memory
 

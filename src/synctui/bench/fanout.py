@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import sqlite3
@@ -79,10 +80,15 @@ async def _session(folder: Path, followers: int, smart: bool) -> tuple[Store, Se
     return store, session
 
 
+PAUSE_S = 0.005  # between leader fills in the latency run
+
+
 async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
-                  warmup: int = 5) -> FanOut:
+                  warmup: int = 5, pause: float = PAUSE_S) -> FanOut:
     """`fills` leader market orders (buy and sell in turn), each settled before the
-    next: the latency of one fan-out, end to end."""
+    next, `pause` seconds apart: the latency of one fan-out, end to end. The pause
+    is the quiet a trader's fills leave between them, where the store's checkpoint
+    catches up (burst() measures fills with no pause at all)."""
     store, session = await _session(folder, followers, smart)
     engine = session.world.engine
     result = FanOut(followers, smart)
@@ -101,6 +107,7 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
                 result.seconds += spent
                 result.follower_orders += followers
                 result.commits += store.commits - commits
+            await asyncio.sleep(pause)
     finally:
         await store.close()
     return result

@@ -279,7 +279,9 @@ async def open_database(path: Path) -> tuple[aiosqlite.Connection, Lock, bool]:
     """
     lock, version, created = await asyncio.to_thread(_prepare, path)
     try:
-        db = await aiosqlite.connect(lock.database, isolation_level=None)
+        # Not bound to aiosqlite's thread: the store commits from the loop's (`Store._commit`).
+        db = await aiosqlite.connect(lock.database, isolation_level=None,
+                                     check_same_thread=False)
     except BaseException as error:
         lock.release()
         raise explain(error, lock.shown) if isinstance(error, Exception) else error from None
@@ -288,6 +290,10 @@ async def open_database(path: Path) -> tuple[aiosqlite.Connection, Lock, bool]:
         await db.execute(f"PRAGMA busy_timeout={OPEN_BUSY_MS}")
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
+        # No checkpoint inside a commit (SQLite's default runs one every 1,000 WAL
+        # pages, inside whichever fan-out crosses the mark): the store checkpoints
+        # beside the writer instead (`Store.checkpoint_soon`).
+        await db.execute("PRAGMA wal_autocheckpoint=0")
         await _migrate(db, version or 0)
         # Take the write lock once now, so a file held by another program is refused at
         # start-up and not at the first save.
