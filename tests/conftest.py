@@ -1,8 +1,9 @@
 """Shared test configuration.
 
 Hypothesis profiles: `ci` (the default) keeps the whole suite within CI's
-budget on the 2-core machine and draws the same examples every run; `long` (`SYNCTUI_LONG=1`) runs the fuzz,
-crash and property tests at their long profile. A test that wants more
+budget on the 2-core machine and draws the same examples every run; `long`
+(`SYNCTUI_LONG=1`) runs the fuzz, crash and property tests at their long
+profile. A test that wants more
 examples under `long` reads `LONG` (and `scaled`) from here.
 """
 
