@@ -57,10 +57,9 @@ async def main(followers: int, presses: int) -> None:
 
     def market() -> None:
         """One market tick as the app takes it: the engine at once, the repaint
-        coalesced by the app's refresh timer."""
+        coalesced (the engine's events post one DeskChanged)."""
         price[0] += Decimal("0.25")
         app.desk.engine.set_price("MNQ", price[0])
-        app.stale = True
 
     def tick_and_refresh() -> None:
         market()

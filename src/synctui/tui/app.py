@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
+from time import monotonic
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 
 from synctui.domain.clock import Clock
 from synctui.domain.errors import REASON_TEXT
@@ -27,6 +30,7 @@ from synctui.engine.world import World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
 from synctui.tui.desk import Desk
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.dashboard import Dashboard
 from synctui.tui.screens.help import HelpScreen
 from synctui.tui.screens.log import LogScreen
@@ -34,14 +38,36 @@ from synctui.tui.widgets.activity_log import ActivityLog, Entry
 from synctui.tui.widgets.format import qty
 
 TICK_SECONDS = 0.25  # the demo market moves four times a second
-# Market moves repaint at most this often; a trader's own action repaints at once.
-REFRESH_SECONDS = 0.25
+REPAINT_SECONDS = 0.1  # screens repaint at most this often for changes they did not ask for
 HISTORY = 120
+
+
+def _groups() -> Screen[None]:
+    from synctui.tui.screens.groups import GroupsScreen
+
+    return GroupsScreen()
+
+
+def _accounts() -> Screen[None]:
+    from synctui.tui.screens.accounts import AccountsScreen
+
+    return AccountsScreen()
+
+
+def _copies() -> Screen[None]:
+    from synctui.tui.screens.copies import CopiesScreen
+
+    return CopiesScreen()
 
 
 class SyncApp(App[None]):
     CSS_PATH = "synctui.tcss"
     TITLE = "synctui"
+    # The top-level sections are modes: each keeps its one screen (and what is pushed
+    # on it), so G A M G A M switches between five screens and never stacks more.
+    MODES = {"dashboard": Dashboard, "groups": _groups, "copies": _copies,
+             "accounts": _accounts, "log": LogScreen}
+    DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
@@ -63,12 +89,11 @@ class SyncApp(App[None]):
         # Why the app ended on a database it cannot use (at start or mid-session): the
         # CLI prints it as one line and exits 2.
         self.failure: str | None = None
-        self.stale = False  # the market moved since the dashboard was last refreshed
+        self._change_posted = False  # a DeskChanged is on its way: no second one
+        self._last_handover = 0.0
+        self._handover: Timer | None = None
         # Each broker's connection as last logged: a change is logged and notified once.
         self.connections: dict[str, bool] = {}
-
-    def get_default_screen(self) -> Screen[None]:
-        return Dashboard() if self.startup_error is None else Screen()
 
     async def on_load(self) -> None:
         """Open the desk before the first screen exists; a database or scenario that
@@ -97,8 +122,6 @@ class SyncApp(App[None]):
             return
         if self.tick_seconds and self.desk.driver is not None:
             self.set_interval(self.tick_seconds, self._tick)
-        if self.tick_seconds:
-            self.set_interval(REFRESH_SECONDS, self._refresh_if_stale)
 
     async def on_unmount(self) -> None:
         if self.startup_error is None:
@@ -123,8 +146,7 @@ class SyncApp(App[None]):
 
     async def _tick(self) -> None:
         await self.desk.tick()
-        self.watch_brokers()
-        self.stale = True
+        self.desk_changed()
 
     def watch_brokers(self) -> None:
         """Log and notify each broker that dropped or came back since the last look.
@@ -145,19 +167,36 @@ class SyncApp(App[None]):
             self.notify(text, title="Broker", markup=False,
                         severity="information" if state.connected else "warning")
 
-    def _refresh_if_stale(self) -> None:
-        """Coalesces market ticks: several moves, one repaint."""
-        if self.stale:
-            self.refresh_dashboard()
+    def desk_changed(self) -> None:
+        """Tell the screens the desk changed: one message, however many changes."""
+        if not self._change_posted:
+            self._change_posted = True
+            self.post_message(DeskChanged())
+
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        """Hand the change to every screen of the current mode's stack (a screen under
+        a dialog shows too); a screen of another mode renders when it is shown again.
+        At most one hand-over per REPAINT_SECONDS: a command's burst of engine events
+        is one repaint, the last change always among it."""
+        self._change_posted = False
+        wait = self._last_handover + REPAINT_SECONDS - monotonic()
+        if wait > 0:
+            if self._handover is None:
+                self._handover = self.set_timer(wait, self._hand_over)
+            return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        self._handover = None
+        self._last_handover = monotonic()
+        self.watch_brokers()
+        for screen in self.screen_stack:
+            screen.post_message(DeskChanged())
 
     def refresh_dashboard(self) -> None:
-        self.stale = False
-        self.watch_brokers()
-        screen = self.screen
-        for candidate in (screen, *self.screen_stack):
-            if isinstance(candidate, Dashboard):
-                candidate.refresh_views()
-                return
+        """At once, for a trader's own action (not held back with the market's)."""
+        self._change_posted = False
+        self._hand_over()
 
     # --- engine events -> log, notifications, chart ----------------------------------------
 
@@ -165,6 +204,9 @@ class SyncApp(App[None]):
         self.activity.add(Entry(self.desk.clock.now(), group, kind, text))
 
     def _on_engine_event(self, event: EngineEvent) -> None:
+        """The app's one engine observer: the log, notifications, the chart, and the
+        one DeskChanged the screens render from."""
+        self.desk_changed()
         now = self.desk.clock.now()
         if isinstance(event, PriceMoved):
             self.price_history.setdefault(event.family, deque(maxlen=HISTORY)).append(
@@ -208,28 +250,33 @@ class SyncApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
-    def action_log(self) -> None:
-        self.push_screen(LogScreen())
+    async def _section(self, mode: str) -> None:
+        """Show a top-level section; each keeps what was open in it. The section's own
+        key pressed inside it again goes back to its list: a screen opened there is
+        left by its own `action_leave`, which asks first when edits are unsaved."""
+        if mode != self.current_mode:
+            await self.switch_mode(mode)
+            return
+        leave = getattr(self.screen, "action_leave", None)
+        if leave is not None and not isinstance(self.screen, ModalScreen):
+            result = leave()
+            if inspect.isawaitable(result):
+                await result
 
-    def _open(self, screen_type: type[Screen[None]]) -> None:
-        """Open a screen once: its key pressed on it again does nothing."""
-        if not isinstance(self.screen, screen_type):
-            self.push_screen(screen_type())
+    async def action_dashboard(self) -> None:
+        await self._section("dashboard")
 
-    def action_groups(self) -> None:
-        from synctui.tui.screens.groups import GroupsScreen
+    async def action_log(self) -> None:
+        await self._section("log" if self.current_mode != "log" else "dashboard")
 
-        self._open(GroupsScreen)
+    async def action_groups(self) -> None:
+        await self._section("groups")
 
-    def action_accounts(self) -> None:
-        from synctui.tui.screens.accounts import AccountsScreen
+    async def action_accounts(self) -> None:
+        await self._section("accounts")
 
-        self._open(AccountsScreen)
-
-    def action_copies(self) -> None:
-        from synctui.tui.screens.copies import CopiesScreen
-
-        self._open(CopiesScreen)
+    async def action_copies(self) -> None:
+        await self._section("copies")
 
     def action_copy_group(self, group: str | None) -> None:
         """The Smart Sync Copy dialog, for a group (from the dashboard or Groups)."""

@@ -23,6 +23,7 @@ from textual.widgets import Button, DataTable, Footer, Label, Static
 
 from synctui.engine.engine import Engine
 from synctui.engine.views import AccountRow, account_rows
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.follower_table import broker_cell
@@ -31,7 +32,7 @@ from synctui.tui.widgets.format import money
 if TYPE_CHECKING:
     from synctui.tui.app import SyncApp
 
-REFRESH_SECONDS = 0.5  # the market moves under this screen too
+
 
 AMOUNT = 11  # amount columns have a fixed width: a changed cell never relayouts
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -152,7 +153,7 @@ class AccountsScreen(Screen[None]):
     }
     """
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.dashboard", "Back"),
         Binding("r", "reset_breach", "Reset breach"),
     ]
 
@@ -176,11 +177,12 @@ class AccountsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.refresh_rows()
         self.query_one(AccountTable).focus()
-        self.set_interval(REFRESH_SECONDS, self._tick)
 
-    def _tick(self) -> None:
-        if self.is_current:
-            self.refresh_rows()
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        self.refresh_rows()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_rows()
 
     def refresh_rows(self) -> None:
         self.query_one(AccountTable).show(account_rows(self.engine))

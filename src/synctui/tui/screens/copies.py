@@ -22,7 +22,6 @@ from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, S
 
 from synctui.domain.copies import MIN_INVESTMENT, CopyStatus, OnStop
 from synctui.engine.engine import Engine
-from synctui.engine.events import EngineEvent, PriceMoved
 from synctui.engine.views import (
     CopyRow,
     copy_detail,
@@ -37,6 +36,7 @@ from synctui.engine.views import (
     parse_amount,
     stop_loss_problem,
 )
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.follower_table import OFFLINE
@@ -438,7 +438,23 @@ class CopyDetailScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        for table, columns in (
+                ("#copy-positions", ("Symbol", "Qty", "Avg price", "Leverage", "Mode",
+                                     "Margin", "Unrealized")),
+                ("#copy-fills", ("Time", "Symbol", "Side", "Qty", "Price", "Realized", "Fee",
+                                 "Cause")),
+                ("#copy-investments", ("Time", "Change", "Investment")),
+                ("#copy-failures", ("Time", "Symbol", "Reason", "Message"))):
+            self.query_one(table, DataTable).add_columns(*columns)
+        self.render_detail()
+
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        self.render_detail()
+
+    def render_detail(self) -> None:
         detail = copy_detail(_sync_app(self).desk.engine, self.group, self.account)
+        for table in self.query(DataTable):
+            table.clear()
         if detail is None:
             self.query_one("#copy-summary", Static).update("This copy no longer exists.")
             return
@@ -460,8 +476,6 @@ class CopyDetailScreen(Screen[None]):
                        style="dim")
         self.query_one("#copy-summary", Static).update(summary)
         positions = self.query_one("#copy-positions", DataTable)
-        positions.add_columns("Symbol", "Qty", "Avg price", "Leverage", "Mode", "Margin",
-                              "Unrealized")
         for p in detail.positions:
             positions.add_row(literal(p.symbol), qty(p.qty), price(p.avg_price),
                               f"{p.leverage}x" if p.leverage else "-", p.margin_mode or "-",
@@ -469,7 +483,6 @@ class CopyDetailScreen(Screen[None]):
         if not detail.positions:
             positions.add_row("(none)", "", "", "", "", "", "")
         fills = self.query_one("#copy-fills", DataTable)
-        fills.add_columns("Time", "Symbol", "Side", "Qty", "Price", "Realized", "Fee", "Cause")
         for f in reversed(detail.fills):
             fills.add_row(f.at.strftime("%H:%M:%S"), literal(f.symbol), f.side,
                           qty(f.qty).lstrip("+"),
@@ -478,13 +491,11 @@ class CopyDetailScreen(Screen[None]):
         if not detail.fills:
             fills.add_row("(none)", "", "", "", "", "", "", "")
         changes = self.query_one("#copy-investments", DataTable)
-        changes.add_columns("Time", "Change", "Investment")
         for c in detail.investment_changes:
             changes.add_row(c.at.strftime("%H:%M:%S"), literal(c.what), _amount(c.investment))
         if not detail.investment_changes:
             changes.add_row("(none)", "", "")
         failures = self.query_one("#copy-failures", DataTable)
-        failures.add_columns("Time", "Symbol", "Reason", "Message")
         for fail in detail.failures:
             failures.add_row(fail.at.strftime("%H:%M:%S"), literal(fail.symbol),
                              fail.reason.value, literal(fail.message))
@@ -518,18 +529,13 @@ class CopiesScreen(Screen[None]):
     CopiesScreen #copies-hint { height: auto; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.dashboard", "Back"),
         Binding("n", "new_copy", "New copy"),
         Binding("enter", "details", "Details"),
         Binding("i", "investment", "Investment"),
         Binding("s", "stop_loss", "Stop loss"),
         Binding("u", "unfollow", "Unfollow"),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._unsubscribe: Callable[[], None] | None = None
-        self._pending = False
 
     @property
     def engine(self) -> Engine:
@@ -547,29 +553,17 @@ class CopiesScreen(Screen[None]):
         table = self.query_one("#copies", DataTable)
         for key, label in COLUMNS:
             table.add_column(label, key=key)
-        self._unsubscribe = self.engine.subscribe(self._on_event)
         self.refresh_rows()
         table.focus()
 
-    def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-    def _on_event(self, event: EngineEvent) -> None:
-        """Coalesce engine events (price ticks included): one refresh after them."""
-        if isinstance(event, PriceMoved) and not self.engine.state.copies:
-            return
-        if not self._pending:
-            self._pending = True
-            self.call_after_refresh(self.refresh_rows)
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        self.refresh_rows()
 
     def on_screen_resume(self) -> None:
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
         """Update the table by row key: add, update, remove; never clear."""
-        self._pending = False
         table = self.query_one("#copies", DataTable)
         rows = copy_rows(self.engine)
         keys = {r.key for r in rows}

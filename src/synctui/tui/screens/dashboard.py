@@ -29,6 +29,7 @@ from synctui.engine.views import (
     resync_consequence,
     resync_preview,
 )
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.cross_picker import REMOVE, CrossPicker
@@ -118,8 +119,17 @@ class Dashboard(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.sync_app.startup_error is not None:
+            return  # the desk never opened: the app is ending with its message
         self.refresh_views()
         self.query_one(FollowerTable).focus()
+
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        self.refresh_views()
+
+    def on_screen_resume(self) -> None:
+        if self.sync_app.startup_error is None:
+            self.refresh_views()
 
     # --- rendering -----------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from synctui.engine.group_views import (
     free_accounts,
     group_rows,
 )
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.follower_table import OFFLINE
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 class GroupsScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.dashboard", "Back"),
         Binding("n", "new_group", "New Group"),
         Binding("enter", "open_group", "Settings"),
         Binding("s", "copy_group", "Copy (Smart Sync)"),
@@ -84,6 +85,9 @@ class GroupsScreen(Screen[None]):
         table.focus()
 
     def on_screen_resume(self) -> None:
+        self.refresh_rows()
+
+    def on_desk_changed(self, message: DeskChanged) -> None:
         self.refresh_rows()
 
     def refresh_rows(self) -> None:

@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Select
 
+from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.widgets.activity_log import LogPanel
 from synctui.tui.widgets.text import choices, literal
@@ -22,11 +23,12 @@ ALL = "__all__"
 
 
 class LogScreen(Screen[None]):
-    BINDINGS = [Binding("escape,l", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("escape,l", "app.dashboard", "Back")]
 
     def __init__(self) -> None:
         super().__init__()
         self.group: str | None = None
+        self._shown: tuple[int, str | None] | None = None
 
     def compose(self) -> ComposeResult:
         app = self.app
@@ -44,12 +46,22 @@ class LogScreen(Screen[None]):
     def on_mount(self) -> None:
         self.show()
 
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        self.show()
+
+    def on_screen_resume(self) -> None:
+        self.show()
+
     @property
     def sync_app(self) -> SyncApp:
         return sync_app(self)
 
     def show(self) -> None:
-        self.query_one(LogPanel).show(self.sync_app.activity.filtered(self.group, 500))
+        log = self.sync_app.activity
+        state = (log.version, self.group)
+        if state != self._shown:
+            self._shown = state
+            self.query_one(LogPanel).show(log.filtered(self.group, 500))
 
     @on(Select.Changed, "#log-filter")
     def _filter(self, event: Select.Changed) -> None:

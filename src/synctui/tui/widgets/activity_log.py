@@ -66,5 +66,8 @@ def render_log(entries: list[Entry]) -> Table | Text:
 
 
 class LogPanel(Static):
+    entries: list[Entry] = []
+
     def show(self, entries: list[Entry]) -> None:
+        self.entries = entries
         self.update(render_log(entries))

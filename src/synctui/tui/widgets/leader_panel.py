@@ -62,5 +62,11 @@ def render_leader(view: LeaderView | None) -> RichGroup | Text:
 
 
 class LeaderPanel(Static):
+    _shown: LeaderView | bool | None = False  # nothing shown yet
+
     def show(self, view: LeaderView | None) -> None:
+        """Repaint only when the view changed: a new renderable re-lays the screen out."""
+        if view == self._shown:
+            return
+        self._shown = view
         self.update(render_leader(view))

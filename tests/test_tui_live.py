@@ -1,0 +1,139 @@
+"""Issue 12, item 1: one way for the screens to learn of change.
+
+The app's one engine observer posts a coalescing `DeskChanged`; every screen
+renders from it. The top-level sections are Textual modes. Each test here
+changes the desk from outside the screen (as the market or the demo would)
+and waits for the screen to show it, without leaving or refreshing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from synctui.domain.orders import Side
+from synctui.engine.group_views import group_rows
+from synctui.tui.app import SyncApp
+from synctui.tui.screens.accounts import AccountsScreen
+from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.screens.copies import CopiesScreen, CopyDetailScreen
+from synctui.tui.screens.dashboard import Dashboard
+from synctui.tui.screens.groups import GroupSettingsScreen, GroupsScreen
+from synctui.tui.screens.log import LogScreen
+from synctui.tui.widgets.activity_log import LogPanel
+from synctui.tui.widgets.format import money
+from tests.tui_support import SIZE, desk_app
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Past the repaint interval, so a change the screen did not ask for is shown."""
+    await asyncio.sleep(0.3)  # past the app's REPAINT_SECONDS
+    await pilot.pause()
+
+
+async def from_outside(app: SyncApp, command: object) -> None:
+    """A change no screen asked for: through the desk, with no repaint requested."""
+    await app.desk.run(command)  # type: ignore[arg-type]
+
+
+async def test_sections_are_modes_and_switching_never_stacks_screens() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        observers = len(app.desk.engine._observers)
+        expected = {"G": GroupsScreen, "A": AccountsScreen, "M": CopiesScreen,
+                    "l": LogScreen}
+        for key in "GAMGAMlGAM":
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, expected[key])
+            assert len(app.screen_stack) == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, Dashboard)
+        assert len(app.screen_stack) == 1
+        # the screens hold no engine observers of their own: none leaked
+        assert len(app.desk.engine._observers) == observers
+
+
+async def test_groups_today_pnl_follows_the_market_while_shown() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("G")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        before = {r.name: r.today for r in group_rows(app.desk.engine)}
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21500)))
+        await settle(pilot)
+        after = {r.name: r.today for r in group_rows(app.desk.engine)}
+        moved = [name for name in after if after[name] != before[name]]
+        assert moved, "the move should change some group's today's PnL"
+        for name in moved:
+            assert str(table.get_cell(name, "today")) == money(after[name]).plain
+
+
+async def test_accounts_follow_the_market_while_shown() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("A")
+        await pilot.pause()
+        shown = app.screen
+        assert isinstance(shown, AccountsScreen)
+        rendered = [str(shown.query_one(DataTable).get_row_at(0))]
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21500)))
+        await settle(pilot)
+        assert str(shown.query_one(DataTable).get_row_at(0)) != rendered[0]
+
+
+async def test_copy_details_and_the_full_log_update_while_open() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                                   Decimal(2000)))
+        app.push_screen(CopyDetailScreen("Alpha", "SPARE-41"))
+        await pilot.pause()
+        fills = app.screen.query_one("#copy-fills", DataTable)
+        assert str(fills.get_row_at(0)[0]) == "(none)"
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        await settle(pilot)
+        assert str(fills.get_row_at(0)[0]) != "(none)"
+        await pilot.press("escape")
+        await pilot.press("l")
+        await pilot.pause()
+        panel = app.screen.query_one(LogPanel)
+        before = panel.entries
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.SELL,
+                                                        qty=Decimal(1)))
+        await settle(pilot)
+        assert panel.entries != before
+        assert any("LEAD-1 sell 1 MNQ" in e.text for e in panel.entries)
+
+
+async def test_leaving_group_settings_by_its_section_key_asks_about_unsaved_edits() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("G")
+        await pilot.pause()
+        app.screen.query_one(DataTable).move_cursor(row=0)
+        await pilot.press("enter")
+        await pilot.pause()
+        settings = app.screen
+        assert isinstance(settings, GroupSettingsScreen)
+        await pilot.press("space")  # stage an edit
+        await pilot.pause()
+        assert settings.pending
+        await pilot.press("G")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")  # stay
+        await pilot.pause()
+        assert app.screen is settings and settings.pending
+        # another section keeps the settings (and their edits) where they are
+        await pilot.press("A")
+        await pilot.press("G")
+        await pilot.pause()
+        assert app.screen is settings and settings.pending
