@@ -137,3 +137,107 @@ async def test_leaving_group_settings_by_its_section_key_asks_about_unsaved_edit
         await pilot.press("G")
         await pilot.pause()
         assert app.screen is settings and settings.pending
+
+
+# --- item 4: the activity log's group filter ---------------------------------------------
+
+
+async def test_a_group_s_log_holds_its_own_fills_and_the_desk_wide_entries_only() -> None:
+    """A follower's own fill (an exit, a liquidation) belongs to its group; a fill of an
+    account in no group belongs to none; Emergency Stop is desk-wide, whichever group
+    is selected."""
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.place_order("FUND-31", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        await from_outside(app, lambda e: e.place_order("SPARE-41", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        alpha = [e.text for e in app.activity.filtered("Alpha", 100)]
+        bravo = [e.text for e in app.activity.filtered("Bravo", 100)]
+        assert any("FUND-31 buy 1 MNQ" in t for t in bravo)
+        assert not any("FUND-31" in t or "SPARE-41" in t for t in alpha)
+        assert not any("SPARE-41" in t for t in bravo)
+        await pilot.press("E")
+        await pilot.pause()
+        await pilot.click("#ok")
+        await pilot.pause()
+        stop = [e for e in app.activity.entries if e.text == "EMERGENCY STOP"]
+        assert len(stop) == 1 and stop[0].group is None
+        assert any(e.text == "EMERGENCY STOP" for e in app.activity.filtered("Bravo", 100))
+
+
+# --- item 6: help and the palette ----------------------------------------------------------
+
+
+def _key_names(binding_key: str, display: str | None) -> set[str]:
+    names = {display} if display else set()
+    aliases = {"plus": "+", "minus": "-", "equals_sign": "=", "question_mark": "?",
+               "left_square_bracket": "[", "right_square_bracket": "]"}
+    for key in binding_key.split(","):
+        names.add(aliases.get(key, key))
+    return names
+
+
+def test_help_lists_every_key_of_the_dashboard_and_the_app() -> None:
+    from textual.binding import Binding
+
+    from synctui.tui.screens.help import KEYS
+
+    listed = " / ".join(key for key, _what in KEYS).replace(" ", "/").split("/")
+    listed_keys = {k for k in listed if k}
+    for binding in (*Dashboard.BINDINGS, *SyncApp.BINDINGS):
+        assert isinstance(binding, Binding)
+        assert _key_names(binding.key, binding.key_display) & listed_keys, binding
+
+
+async def test_the_palette_has_every_action_by_name_on_each_screen_and_one_keys() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+
+        def titles() -> list[str]:
+            return [c.title for c in app.get_system_commands(app.screen)]
+
+        dashboard = titles()
+        for name in ("Copy (Smart Sync)", "Next contract", "Prev contract", "Resync",
+                     "EMERGENCY", "Resume all", "Pause/Resume group", "Groups", "My Copies"):
+            assert name in dashboard, name
+        assert [t.casefold() for t in dashboard].count("keys") == 1
+        assert len(dashboard) == len(set(t.casefold() for t in dashboard))
+        await pilot.press("G")
+        await pilot.pause()
+        assert "New Group" in titles()
+        await pilot.press("M")
+        await pilot.pause()
+        assert {"New copy", "Unfollow", "Investment", "Stop loss"} <= set(titles())
+
+
+# --- item 9: after Emergency Stop ---------------------------------------------------------
+
+
+async def test_emergency_stop_leaves_a_banner_until_every_group_is_resumed() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        banner = app.screen.query_one("#banner")
+        assert not banner.display
+        await pilot.press("E")
+        await pilot.pause()
+        await pilot.click("#ok")
+        await pilot.pause()
+        assert banner.display
+        text = str(app.screen.query_one("#banner-text").render())
+        assert "EMERGENCY STOP" in text and "Alpha" in text
+        await pilot.press("R")  # Resume all
+        await pilot.pause()
+        assert not banner.display
+        engine = app.desk.engine
+        assert engine.group("Alpha").status.value == "active"
+        # p pauses and resumes the selected group
+        await pilot.press("p")
+        await pilot.pause()
+        assert engine.group("Alpha").status.value == "paused"
+        assert not banner.display  # paused by hand is not a stop
+        await pilot.press("p")
+        await pilot.pause()
+        assert engine.group("Alpha").status.value == "active"

@@ -979,9 +979,10 @@ class Engine:
         if self._observers:
             copied = fill.order_id is not None and fill.order_id in self.state.copy_group
             owner = self.state.copy_group.get(fill.order_id or "")
-            if owner is None:
-                led = self.state.groups.group_led_by(fill.account)
-                owner = led.name if led else None
+            if owner is None:  # the leader's own fill, or a follower's own exit or
+                # liquidation: it belongs to the one group the account has a role in
+                role = self.state.groups.role_of(fill.account)
+                owner = role[0] if role else None
             self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
                                         fill.realized, fill.fee, fill.cause, owner, copied,
                                         fill.at))

@@ -122,6 +122,13 @@ def group_summaries(engine: Engine) -> list[GroupSummary]:
     ]
 
 
+def stopped_groups(summaries: list[GroupSummary]) -> list[str]:
+    """The groups Emergency Stop paused and nobody has resumed since: while there are
+    any, the desk is stopped (the dashboard's banner)."""
+    return [s.name for s in summaries if s.status is GroupStatus.PAUSED
+            and s.reason is PauseReason.EMERGENCY_STOP]
+
+
 def leader_view(engine: Engine, group: Group) -> LeaderView | None:
     if group.leader is None:
         return None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from time import monotonic
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 
@@ -291,36 +293,49 @@ class SyncApp(App[None]):
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        if isinstance(screen, Dashboard):
-            yield SystemCommand("Toggle sync", "Sync on/off for the selected follower",
-                                screen.action_toggle_sync)
-            yield SystemCommand("Toggle sync for all", "The Synced n/m master toggle",
-                                screen.action_toggle_all)
-            yield SystemCommand("Ratio up", "Raise the selected follower's ratio",
-                                lambda: screen.action_ratio(1))
-            yield SystemCommand("Ratio down", "Lower the selected follower's ratio",
-                                lambda: screen.action_ratio(-1))
-            yield SystemCommand("Cross symbol", "Pick a same-family cross", screen.action_cross)
-            yield SystemCommand("Flatten Position", "Close the selected follower's position",
-                                screen.action_flatten_position)
-            yield SystemCommand("Resync", "Bring the selected follower to what it should "
-                                "hold for this contract (asks first)", screen.action_resync)
-            yield SystemCommand("Flatten All", "Close everything in this group",
-                                screen.action_flatten_all)
-            yield SystemCommand("Cancel Orders", "Cancel every working order in this group",
-                                screen.action_cancel_orders)
-            yield SystemCommand("Emergency Stop", "Flatten every group, then pause them",
-                                screen.action_emergency_stop)
-            yield SystemCommand("Activity log", "Every copy, failure and status change",
-                                self.action_log)
-            yield SystemCommand("Keys", "Every key binding", self.action_help)
-            yield SystemCommand("Groups", "Every group; new group; group settings",
-                                self.action_groups)
-            yield SystemCommand("Accounts", "Balances, margin, risk limits, reset a breach",
-                                self.action_accounts)
-            yield SystemCommand("My Copies", "Smart Sync copies: follow, settings, unfollow",
-                                self.action_copies)
+        """The palette: Textual's own commands, then every key binding of the screen it
+        was opened on and of the app, by name (so a new key is in the palette at once),
+        each once."""
+        seen: set[str] = set()
+        for command in super().get_system_commands(screen):
+            seen.add(command.title.casefold())
+            yield command
+        for node, binding in palette_bindings(screen, self):
+            title = binding.description
+            if not title or title.casefold() in seen:
+                continue
+            seen.add(title.casefold())
+            key = binding.key_display or binding.key.split(",")[0]
+            yield SystemCommand(title, f"{PALETTE_HELP.get(binding.action, title)} ({key})",
+                                partial(self.run_action, binding.action, node))
+
+
+# What a palette entry says beside its name, where the binding's name is not enough.
+PALETTE_HELP = {
+    "toggle_sync": "Sync on/off for the selected follower",
+    "toggle_all": "The Synced n/m master toggle",
+    "cross": "Pick a same-family cross symbol",
+    "flatten_position": "Close the selected follower's position (asks first)",
+    "resync": "Bring the selected follower to what it should hold (asks first)",
+    "flatten_all": "Close everything in this group (asks first)",
+    "cancel_orders": "Cancel every working order in this group (asks first)",
+    "emergency_stop": "Flatten every group, then pause them (asks first)",
+    "copy_group": "Copy this group's leader with Smart Sync",
+    "log": "Every copy, failure and status change",
+    "groups": "Every group; new group; group settings",
+    "accounts": "Balances, margin, risk limits, reset a breach",
+    "copies": "Smart Sync copies: follow, settings, unfollow",
+    "help": "Every key",
+}
+
+
+def palette_bindings(screen: Screen[object], app: App[None]) -> Iterable[
+        tuple[DOMNode, Binding]]:
+    """The bindings of `screen` (those of a dialog, if one is open) and then the app's."""
+    for node in (screen, app):
+        for binding in node.BINDINGS:
+            if isinstance(binding, Binding):
+                yield node, binding
 
 
 def make_app(*, world: World | None = None, db: Path | None = None,

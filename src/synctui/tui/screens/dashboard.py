@@ -7,6 +7,7 @@ through the desk; refusals come back as messages shown to the trader.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.style import Style
@@ -18,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Label, OptionList, Sparkline, Static
 
-from synctui.domain.groups import Group
+from synctui.domain.groups import Group, GroupStatus
 from synctui.engine.engine import Engine
 from synctui.engine.views import (
     broker_states,
@@ -28,6 +29,7 @@ from synctui.engine.views import (
     leader_view,
     resync_consequence,
     resync_preview,
+    stopped_groups,
 )
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
@@ -75,6 +77,8 @@ class Dashboard(Screen[None]):
         Binding("g", "log_scope", "Log scope", show=False),
         Binding("s", "copy_group", "Copy (Smart Sync)"),
         Binding("r", "resync", "Resync"),
+        Binding("p", "pause_resume", "Pause/Resume group", show=False),
+        Binding("R", "resume_all", "Resume all", show=False),
     ]
 
     def __init__(self) -> None:
@@ -99,6 +103,9 @@ class Dashboard(Screen[None]):
             yield Static(id="desk-status")
             yield Static(id="brokers")
             yield Button("EMERGENCY STOP (E)", id="emergency", variant="error")
+        with Horizontal(id="banner"):
+            yield Static(id="banner-text")
+            yield Button("Resume all (R)", id="resume-all", variant="success")
         with Horizontal(id="body"):
             with Vertical(id="sidebar"):
                 yield Label("Groups", classes="section")
@@ -202,6 +209,13 @@ class Dashboard(Screen[None]):
         self.query_one("#desk-status", Static).update(
             f"{len(summaries)} groups, {active} active")
         self.query_one("#brokers", Static).update(brokers_text(broker_states(self.engine)))
+        stopped = stopped_groups(summaries)
+        banner = self.query_one("#banner")
+        banner.set_class(bool(stopped), "-shown")
+        if stopped:
+            self.query_one("#banner-text", Static).update(literal(
+                f"EMERGENCY STOP: {len(stopped)} group{'s' if len(stopped) != 1 else ''} "
+                f"paused ({', '.join(stopped)}). Nothing is copied until resumed."))
 
     # --- selection -----------------------------------------------------------------------
 
@@ -235,13 +249,15 @@ class Dashboard(Screen[None]):
 
     # --- commands ------------------------------------------------------------------------
 
-    async def _run(self, command: Callable[[Engine], object], done: str | None = None) -> bool:
+    async def _run(self, command: Callable[[Engine], object], done: str | None = None,
+                   *, desk_wide: bool = False) -> bool:
+        """Run a command; a `desk_wide` one (Emergency Stop) is logged for no group."""
         error = await self.sync_app.desk.run(command, done or "")
         self.sync_app.watch_brokers()
         if error is not None:
             self.notify(error, title="Refused", severity="error", markup=False)
         elif done:
-            self.sync_app.log_action(self.group_name, done)
+            self.sync_app.log_action(None if desk_wide else self.group_name, done)
         self.refresh_views()
         return error is None
 
@@ -298,10 +314,10 @@ class Dashboard(Screen[None]):
         self.app.push_screen(CrossPicker(follower, symbol, choices, current), picked)
 
     def _confirm(self, title: str, consequence: str, command: Callable[[Engine], object],
-                 done: str, confirm: str) -> None:
+                 done: str, confirm: str, *, desk_wide: bool = False) -> None:
         async def answered(yes: bool | None) -> None:
             if yes:
-                await self._run(command, done)
+                await self._run(command, done, desk_wide=desk_wide)
 
         self.app.push_screen(ConfirmModal(title, consequence, confirm), answered)
 
@@ -365,6 +381,27 @@ class Dashboard(Screen[None]):
             "included. Positions stay open.",
             lambda e: e.cancel_orders(group.name), "Cancel Orders", "Cancel Orders")
 
+    async def action_pause_resume(self) -> None:
+        """Pause the selected group, or activate it when it is not active."""
+        group = self.current_group()
+        if group is None:
+            return
+        if group.status is GroupStatus.ACTIVE:
+            await self._run(lambda e: e.pause(group.name), f"paused {group.name}")
+        else:
+            await self._run(lambda e: e.activate(group.name), f"activated {group.name}")
+
+    async def action_resume_all(self) -> None:
+        """Activate every group Emergency Stop paused; one that cannot be (a breached
+        leader) says why and stays paused."""
+        stopped = stopped_groups(group_summaries(self.engine))
+        if not stopped:
+            self.notify("No group is stopped.", markup=False)
+            return
+        for name in stopped:
+            await self._run(partial(Engine.activate, group=name), f"resumed {name}",
+                            desk_wide=True)
+
     def action_emergency_stop(self) -> None:
         count = len(self.engine.state.groups.groups)
         self._confirm(
@@ -372,7 +409,8 @@ class Dashboard(Screen[None]):
             f"Flattens every position and cancels every working order in all {count} "
             "groups at market, then pauses every group. Nothing is copied until you "
             "activate a group again.",
-            lambda e: e.emergency_stop(), "EMERGENCY STOP", "Stop everything")
+            lambda e: e.emergency_stop(), "EMERGENCY STOP", "Stop everything",
+            desk_wide=True)
 
     # --- mouse ---------------------------------------------------------------------------
 
@@ -380,13 +418,16 @@ class Dashboard(Screen[None]):
     async def _button(self, event: Button.Pressed) -> None:
         actions: dict[str | None, Callable[[], Any]] = {
             "emergency": self.action_emergency_stop,
+            "resume-all": self.action_resume_all,
             "flatten-all": self.action_flatten_all,
             "cancel-orders": self.action_cancel_orders,
             "flatten-position": self.action_flatten_position,
         }
         action = actions.get(event.button.id)
         if action is not None:
-            action()
+            result = action()
+            if result is not None:
+                await result
 
     @on(DataTable.CellSelected, "#followers")
     async def _cell(self, event: DataTable.CellSelected) -> None:

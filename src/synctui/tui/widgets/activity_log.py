@@ -42,9 +42,12 @@ class ActivityLog:
         self.version += 1
 
     def filtered(self, group: str | None, limit: int) -> list[Entry]:
+        """A group's entries and the desk-wide ones (a broker's connection, a breach,
+        Emergency Stop); a fill of an account in no group is not the group's."""
         rows = []
         for entry in self.entries:
-            if group is None or entry.group in (group, None):
+            if group is None or entry.group == group or (
+                    entry.group is None and entry.kind not in ("fill", "copy")):
                 rows.append(entry)
                 if len(rows) >= limit:
                     break
