@@ -241,3 +241,43 @@ async def test_emergency_stop_leaves_a_banner_until_every_group_is_resumed() -> 
         await pilot.press("p")
         await pilot.pause()
         assert engine.group("Alpha").status.value == "active"
+
+
+# --- item 12: alerts, each once ---------------------------------------------------------------
+
+
+def _toasts(app: SyncApp, title: str) -> list[str]:
+    return [n.message for n in app._notifications if n.title == title]
+
+
+async def test_a_failing_follower_alerts_once_not_on_every_leader_fill() -> None:
+    app = desk_app()
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(3):  # TOP-22 cannot afford ten contracts: each copy of it fails
+            await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                            qty=Decimal(10)))
+            await settle(pilot)
+        failures = [e for e in app.activity.entries if e.kind == "failure"
+                    and "TOP-22" in e.text]
+        assert len(failures) >= 2  # the log keeps every one
+        assert len([t for t in _toasts(app, "Copy failed") if "TOP-22" in t]) == 1
+        assert bells  # the bell rang with it
+        drifted = _toasts(app, "Out of sync")
+        assert len(drifted) == len(set(drifted))  # each drift once
+
+
+async def test_alerts_ring_no_bell_when_it_is_switched_off() -> None:
+    from synctui.tui.app import make_app
+    from tests.tui_support import desk_world
+
+    app = make_app(world=desk_world(), demo=False, tick_seconds=None, bell=False)
+    bells: list[int] = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(10)))
+        await settle(pilot)
+        assert _toasts(app, "Copy failed")
+        assert bells == []

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="the desk to build into a new database (default: the demo)")
     parser.add_argument("--seed", type=int, default=7,
                         help="seed of the simulated market and leaders (default 7)")
+    parser.add_argument("--no-bell", action="store_true",
+                        help="alerts show a notification only, without the terminal bell")
     commands = parser.add_subparsers(dest="command")
     replay = commands.add_parser("replay", help="play a scenario file and print the final state")
     replay.add_argument("file", type=Path, help="a scenario JSON file (SPEC section 7)")
@@ -90,10 +92,10 @@ def _write(text: str) -> int:
     return 0
 
 
-def _dashboard(db: Path | None, scenario: Path | None, seed: int) -> int:
+def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = True) -> int:
     from synctui.tui.app import make_app
 
-    app = make_app(db=db, scenario=scenario, seed=seed)
+    app = make_app(db=db, scenario=scenario, seed=seed, bell=bell)
     app.run()
     if app.failure is not None:  # a database it could not use: one line, exit 2
         print(f"synctui: {app.failure}", file=sys.stderr)
@@ -109,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from synctui.bench.run import main as bench
 
         return bench(args.quick, args.json)
-    return _dashboard(args.db, args.scenario, args.seed)
+    return _dashboard(args.db, args.scenario, args.seed, bell=not args.no_bell)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from synctui.engine.views import broker_states, copy_journal
 from synctui.engine.world import World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
+from synctui.tui.alerts import Alert, Alerts
 from synctui.tui.desk import Desk
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.dashboard import Dashboard
@@ -80,9 +81,12 @@ class SyncApp(App[None]):
         Binding("t", "toggle_theme", "Theme"),
     ]
 
-    def __init__(self, desk: Desk, *, tick_seconds: float | None = TICK_SECONDS) -> None:
+    def __init__(self, desk: Desk, *, tick_seconds: float | None = TICK_SECONDS,
+                 bell: bool = True) -> None:
         super().__init__()
         self.desk = desk
+        self.alerts = Alerts()
+        self.bell_on = bell  # alerts ring the terminal bell too (`synctui --no-bell`)
         self.tick_seconds = tick_seconds
         self.activity = ActivityLog()
         self.price_history: dict[str, deque[float]] = {}
@@ -192,6 +196,9 @@ class SyncApp(App[None]):
         self._handover = None
         self._last_handover = monotonic()
         self.watch_brokers()
+        for alert in self.alerts.out_of_sync(
+                (d.group, d.account, d.traded) for d in self.desk.engine.out_of_sync()):
+            self.alert(alert)
         for screen in self.screen_stack:
             screen.post_message(DeskChanged())
 
@@ -201,6 +208,12 @@ class SyncApp(App[None]):
         self._hand_over()
 
     # --- engine events -> log, notifications, chart ----------------------------------------
+
+    def alert(self, alert: Alert) -> None:
+        self.notify(alert.text, title=alert.title, markup=False,
+                    severity="error" if alert.severity == "error" else "warning")
+        if self.bell_on:
+            self.bell()
 
     def log_action(self, group: str | None, text: str, kind: str = "action") -> None:
         self.activity.add(Entry(self.desk.clock.now(), group, kind, text))
@@ -222,13 +235,16 @@ class SyncApp(App[None]):
                 text = f"Smart Sync copy of {text}"
             self.activity.add(Entry(event.at, event.group, "copy" if event.copy else "fill",
                                     text))
+            if event.copy:
+                self.alerts.copied(event.group, event.account)
         elif isinstance(event, CopyFailed):
             f = event.failure
             words = REASON_TEXT.get(f.reason, f.reason)
             text = f"{f.account} {f.symbol}: {words} [{f.reason}]"
             self.activity.add(Entry(f.at, f.group, "failure", text))
-            self.notify(f"{f.group}: {text}", title="Copy failed", severity="error",
-                        markup=False)
+            failed = self.alerts.copy_failed(f.group, f.account, f.reason, text)
+            if failed is not None:
+                self.alert(failed)
         elif isinstance(event, GroupChanged):
             reason = f": {REASON_WORDS[event.reason]}" if event.reason else ""
             text = f"{event.status.replace('_', ' ')}{reason}"
@@ -242,10 +258,12 @@ class SyncApp(App[None]):
         elif isinstance(event, AccountBreachedEvent):
             text = f"{event.account} breached its {event.rule.replace('_', ' ')}"
             self.activity.add(Entry(now, None, "breach", text))
-            self.notify(text, title="Breach", severity="error", markup=False)
+            self.alert(self.alerts.breached(text))
         elif isinstance(event, CopyChanged):
             self.activity.add(Entry(now, event.group, "smart",
                                     f"Smart Sync copy of {event.account}: {event.what}"))
+            if event.what == "stopped":
+                self.alert(self.alerts.stop_loss_hit(event.group, event.account))
 
     # --- app actions ----------------------------------------------------------------------
 
@@ -340,7 +358,8 @@ def palette_bindings(screen: Screen[object], app: App[None]) -> Iterable[
 
 def make_app(*, world: World | None = None, db: Path | None = None,
              scenario: Path | None = None, seed: int = 7, clock: Clock | None = None,
-             demo: bool = True, tick_seconds: float | None = TICK_SECONDS) -> SyncApp:
+             demo: bool = True, tick_seconds: float | None = TICK_SECONDS,
+             bell: bool = True) -> SyncApp:
     """The app, apart from the CLI, so tests build it directly (with a `world`, in memory)."""
     desk = Desk(world, db=db, scenario=scenario, seed=seed, clock=clock, demo=demo)
-    return SyncApp(desk, tick_seconds=tick_seconds)
+    return SyncApp(desk, tick_seconds=tick_seconds, bell=bell)
