@@ -9,6 +9,7 @@ and waits for the screen to show it, without leaving or refreshing it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal
 
 from textual.pilot import Pilot
@@ -281,3 +282,31 @@ async def test_alerts_ring_no_bell_when_it_is_switched_off() -> None:
         await settle(pilot)
         assert _toasts(app, "Copy failed")
         assert bells == []
+
+
+# --- item 5: the contract bar ------------------------------------------------------------------
+
+
+async def test_the_contract_bar_keeps_its_order_and_lists_only_the_leader_s_markets() -> None:
+    from synctui.brokers.sim import SimBroker
+    from synctui.domain.instruments import Market
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        dashboard = app.screen
+        assert isinstance(dashboard, Dashboard)
+        before = list(dashboard.contracts)
+        assert "BTCUSDT" in before  # the fixture's brokers trade every market
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "ES", Side.BUY,
+                                                        qty=Decimal(1)))
+        app.refresh_dashboard()
+        await pilot.pause()
+        assert dashboard.contracts == before  # the leader's new trade moves nothing
+        broker = app.desk.engine.brokers["tradovate"]
+        assert isinstance(broker, SimBroker)
+        broker.settings = replace(broker.settings, markets=frozenset({Market.FUTURES}))
+        app.refresh_dashboard()
+        await pilot.pause()
+        assert "BTCUSDT" not in dashboard.contracts
+        assert [s for s in before if s != "BTCUSDT"] == dashboard.contracts

@@ -145,17 +145,30 @@ def leader_view(engine: Engine, group: Group) -> LeaderView | None:
 
 
 def contracts(engine: Engine, group: Group) -> list[str]:
-    """The contracts a group trades: the leader's positions and orders, the contracts
-    its followers have settings for, and otherwise every priced contract."""
-    found: list[str] = []
+    """The contracts a group trades, in an order that does not move as the leader
+    trades: the priced contracts first (the price book's order), then any other the
+    leader holds or works or a follower has settings for, by name. Only contracts of
+    the markets the leader's broker trades (SPEC 9): a futures desk lists no perps."""
+    found: set[str] = set()
     leader = leader_view(engine, group)
     if leader is not None:
-        found += [h.symbol for h in leader.holdings] + [o.symbol for o in leader.orders]
-    found += [symbol for (_follower, symbol) in group.settings]
+        found.update(h.symbol for h in leader.holdings)
+        found.update(o.symbol for o in leader.orders)
+    found.update(symbol for (_follower, symbol) in group.settings)
     prices = engine.prices
     priced = [prices.symbol_of(f) for f in prices.families()]
-    ordered = list(dict.fromkeys(found))
-    return ordered + [s for s in priced if s not in ordered]
+    ordered = priced + sorted(found - set(priced))
+    if group.leader is None:
+        return ordered
+    markets = engine.broker_of(group.leader).markets
+    return [s for s in ordered if engine.catalog.get(s).market in markets]
+
+
+def default_contract(engine: Engine, group: Group, listed: list[str]) -> str | None:
+    """The contract shown first: the first the leader holds, else the first listed."""
+    leader = leader_view(engine, group)
+    held = [h.symbol for h in leader.holdings] if leader else []
+    return next((s for s in held if s in listed), listed[0] if listed else None)
 
 
 def follower_rows(engine: Engine, group: Group, symbol: str) -> list[FollowerRow]:

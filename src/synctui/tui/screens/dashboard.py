@@ -24,6 +24,7 @@ from synctui.engine.engine import Engine
 from synctui.engine.views import (
     broker_states,
     contracts,
+    default_contract,
     follower_rows,
     group_summaries,
     leader_view,
@@ -157,7 +158,7 @@ class Dashboard(Screen[None]):
         self.query_one(LeaderPanel).show(leader_view(engine, group) if group else None)
         self.contracts = contracts(engine, group) if group else []
         if self.contract not in self.contracts:
-            self.contract = self.contracts[0] if self.contracts else None
+            self.contract = default_contract(engine, group, self.contracts) if group else None
         self._render_contracts()
         table = self.query_one(FollowerTable)
         if group is not None and self.contract is not None:

@@ -35,7 +35,7 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("position", "Position", 8),
     ("avg", "Avg", 9),
     ("upnl", "uPnL", 9),
-    ("rpnl", "rPnL", 9),
+    ("rpnl", "Acct rPnL", 9),  # the account's, all contracts: no per-contract figure
     ("status", "Status", 10),
     ("latency", "Latency", 9),
     ("flatten", " ", None),
