@@ -310,3 +310,25 @@ async def test_the_contract_bar_keeps_its_order_and_lists_only_the_leader_s_mark
         await pilot.pause()
         assert "BTCUSDT" not in dashboard.contracts
         assert [s for s in before if s != "BTCUSDT"] == dashboard.contracts
+
+
+# --- item 7: one number format ------------------------------------------------------------------
+
+
+async def test_prices_read_alike_in_the_log_and_the_tables() -> None:
+    """Thousands separators everywhere, and every price of a contract at its tick's
+    precision (MNQ: 0.25, so two places): a fill in the log, an average in a table."""
+    from synctui.tui.widgets.follower_table import FollowerTable
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        app.refresh_dashboard()
+        await pilot.pause()
+        fill = next(e.text for e in app.activity.entries if e.text.startswith("LEAD-1 buy"))
+        assert fill.endswith("@ 21,012.50"), fill
+        table = app.screen.query_one(FollowerTable)
+        averages = [str(table.get_cell(row, "avg")) for row in table.rows]
+        assert averages and all(a == "-" or (a.count(".") == 1 and len(a.split(".")[1]) == 2
+                                             and "," in a) for a in averages), averages

@@ -38,7 +38,7 @@ from synctui.tui.screens.dashboard import Dashboard
 from synctui.tui.screens.help import HelpScreen
 from synctui.tui.screens.log import LogScreen
 from synctui.tui.widgets.activity_log import ActivityLog, Entry
-from synctui.tui.widgets.format import qty
+from synctui.tui.widgets.format import price, qty, set_price_places
 
 TICK_SECONDS = 0.25  # the demo market moves four times a second
 REPAINT_SECONDS = 0.1  # screens repaint at most this often for changes they did not ask for
@@ -117,11 +117,13 @@ class SyncApp(App[None]):
             count = len(self.desk.refusals)
             self.notify(f"{count} scenario step{'s' if count > 1 else ''} refused: "
                         "see the log (l)", severity="warning", markup=False)
+        catalog = self.desk.engine.catalog
+        set_price_places({i.symbol: i.tick for i in catalog})
         self.desk.engine.subscribe(self._on_engine_event)
         copy_journal(self.desk.engine)  # a copy's fills and investment changes, from now on
         self.connections = {b.name: b.connected for b in broker_states(self.desk.engine)}
-        for family, price in self.desk.engine.prices.families().items():
-            self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(price))
+        for family, now in self.desk.engine.prices.families().items():
+            self.price_history.setdefault(family, deque(maxlen=HISTORY)).append(float(now))
 
     def on_mount(self) -> None:
         if self.startup_error is not None:
@@ -228,7 +230,7 @@ class SyncApp(App[None]):
                 float(event.price))
         elif isinstance(event, AccountFilled):
             text = (f"{event.account} {event.side} {qty(event.qty).lstrip('+')} {event.symbol}"
-                    f" @ {event.price.normalize():f}")
+                    f" @ {price(event.price, event.symbol)}")
             if event.cause != "order":
                 text += f" ({event.cause.replace('_', ' ')})"
             if event.smart:

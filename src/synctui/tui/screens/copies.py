@@ -214,7 +214,7 @@ class CopyDialog(FormModal):
         else:
             lines = [f"{leader.account}'s open positions, copied at the current price "
                      "when checked:"]
-            lines += [f"  \u2022 {h.symbol} {qty(h.qty)} @ {price(h.avg_price)}"
+            lines += [f"  \u2022 {h.symbol} {qty(h.qty)} @ {price(h.avg_price, h.symbol)}"
                       for h in leader.holdings]
             positions.update(literal("\n".join(lines)))
         self._account_chosen()
@@ -477,7 +477,7 @@ class CopyDetailScreen(Screen[None]):
         self.query_one("#copy-summary", Static).update(summary)
         positions = self.query_one("#copy-positions", DataTable)
         for p in detail.positions:
-            positions.add_row(literal(p.symbol), qty(p.qty), price(p.avg_price),
+            positions.add_row(literal(p.symbol), qty(p.qty), price(p.avg_price, p.symbol),
                               f"{p.leverage}x" if p.leverage else "-", p.margin_mode or "-",
                               _amount(p.margin), money(p.unrealized))
         if not detail.positions:
@@ -486,7 +486,7 @@ class CopyDetailScreen(Screen[None]):
         for f in reversed(detail.fills):
             fills.add_row(f.at.strftime("%H:%M:%S"), literal(f.symbol), f.side,
                           qty(f.qty).lstrip("+"),
-                          price(f.price), money(f.realized), _amount(f.fee),
+                          price(f.price, f.symbol), money(f.realized), _amount(f.fee),
                           f.cause.replace("_", " "))
         if not detail.fills:
             fills.add_row("(none)", "", "", "", "", "", "", "")

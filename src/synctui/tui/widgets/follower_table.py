@@ -102,7 +102,7 @@ RENDER: dict[str, Callable[[FollowerRow], Any]] = {
     "cross": lambda r: Text(f"-> {r.cross}" if r.cross else "none",
                             style="cyan" if r.cross else "dim"),
     "position": lambda r: Text(qty(r.position), justify="right"),
-    "avg": lambda r: Text(price(r.avg_price), justify="right"),
+    "avg": lambda r: Text(price(r.avg_price, r.traded), justify="right"),
     "upnl": lambda r: money(r.unrealized),
     "rpnl": lambda r: money(r.realized),
     "status": status_cell,

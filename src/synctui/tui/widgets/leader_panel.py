@@ -50,10 +50,10 @@ def render_leader(view: LeaderView | None) -> RichGroup | Text:
         holding = next((h for h in view.holdings if h.symbol == symbol), None)
         orders = [o for o in view.orders if o.symbol == symbol]
         working = ", ".join(
-            f"{o.role or o.type} {o.side} {qty(o.qty).lstrip('+')} @ {price(o.price)}"
+            f"{o.role or o.type} {o.side} {qty(o.qty).lstrip('+')} @ {price(o.price, o.symbol)}"
             for o in orders) or "-"
         table.add_row(literal(symbol), qty(holding.qty) if holding else "0",
-                      price(holding.avg_price) if holding else "-",
+                      price(holding.avg_price, symbol) if holding else "-",
                       money(holding.unrealized) if holding else Text("-", justify="right"),
                       literal(working))
     if not symbols:
