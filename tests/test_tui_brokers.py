@@ -32,6 +32,8 @@ from synctui.tui.widgets.follower_table import FollowerTable
 from synctui.tui.widgets.leader_panel import render_leader
 from tests.tui_support import DESK, SIZE, desk_app
 
+WIDE = (180, 42)  # the latency column is the first to go when the table is narrower
+
 
 def cell(app: SyncApp, account: str, column: str) -> str:
     return str(app.screen.query_one(FollowerTable).get_cell(account, column))
@@ -211,7 +213,7 @@ def stepping_desk_app(step: timedelta) -> SyncApp:
 
 async def test_the_latency_column_shows_last_and_p95() -> None:
     app = stepping_desk_app(timedelta(milliseconds=3))
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
         for follower in ("APEX-11", "APEX-12", "TOP-21", "TOP-22"):
             latency = app.desk.engine.copy_latency("Alpha", follower)
@@ -227,7 +229,7 @@ async def test_the_latency_column_shows_last_and_p95() -> None:
 
 async def test_a_follower_never_copied_shows_no_latency() -> None:
     app = desk_app()
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=WIDE) as pilot:
         await pilot.pause()
         assert app.desk.engine.copy_latency("Alpha", "APEX-11") == (timedelta(0), timedelta(0))
         assert cell(app, "APEX-11", "latency") == "0ms/0ms"

@@ -21,6 +21,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, Select, Static
 
 from synctui.domain.copies import MIN_INVESTMENT, CopyStatus, OnStop
+from synctui.domain.groups import Group
 from synctui.engine.engine import Engine
 from synctui.engine.views import (
     CopyRow,
@@ -125,8 +126,16 @@ class CopyDialog(FormModal):
         groups = copy_groups(self.engine)
         names = [g.name for g in groups]
         chosen = self._group if self._group in names else (names[0] if names else None)
-        with VerticalScroll(id="copy-dialog", classes="modal"):
+        with Vertical(id="copy-dialog", classes="modal"):
             yield Label("Copy a group (mode: Smart Sync)", classes="modal-title")
+            yield from self._form(groups, chosen)
+            # outside the scrolling form: Follow stays on screen at 80x24
+            with Horizontal(classes="modal-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Follow", id="follow", variant="primary", disabled=True)
+
+    def _form(self, groups: list[Group], chosen: str | None) -> ComposeResult:
+        with VerticalScroll(id="copy-form"):
             with Horizontal(classes="form-row"):
                 with Vertical():
                     yield Label("Group (its leader)", classes="field-label")
@@ -156,14 +165,15 @@ class CopyDialog(FormModal):
                                  id="on-stop")
             yield Static(id="stop-loss-error", classes="error")
             yield Static(id="refusal", classes="refusal")
-            with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Follow", id="follow", variant="primary", disabled=True)
 
     def on_mount(self) -> None:
         box = self.query_one("#copy-dialog").styles
         box.width = 110  # wider than the app's .modal: two fields a row
+        box.max_width = "100%"
         box.max_height = "100%"
+        form = self.query_one("#copy-form").styles
+        form.height = "auto"
+        form.max_height = "60vh"  # the title and the buttons keep the rest
         for id_ in ("#investment-error", "#stop-loss-error", "#refusal"):
             self.query_one(id_, Static).display = False
         self._group_chosen()

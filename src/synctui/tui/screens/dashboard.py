@@ -63,6 +63,10 @@ def brokers_text(states: list[BrokerState]) -> Text:
 
 
 class Dashboard(Screen[None]):
+    # A narrow terminal (80 columns) drops the price chart and narrows the group list;
+    # a tall one gives the activity log the room (synctui.tcss).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-normal")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
     BINDINGS = [
         Binding("space", "toggle_sync", "Sync"),
         Binding("a", "toggle_all", "Sync all"),
@@ -111,7 +115,7 @@ class Dashboard(Screen[None]):
             with Vertical(id="sidebar"):
                 yield Label("Groups", classes="section")
                 yield GroupList(id="groups")
-                yield Label("Price", classes="section")
+                yield Label("Price", classes="section", id="price-title")
                 yield Static(id="price-label")
                 yield Sparkline([], id="price-chart")
             with Vertical(id="main"):

@@ -40,6 +40,12 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("latency", "Latency", 9),
     ("flatten", " ", None),
 )
+# Which columns go first when the table is narrower than all of them (an 80-column
+# terminal): the account, its position, P&L and status stay to the last.
+DROP_ORDER = ("latency", "flatten", "avg", "cross", "minus", "plus", "broker", "rpnl", "sync",
+              "ratio")
+# Content widths of the columns sized to their content, as the demo desk renders them.
+GUESSED_WIDTH = {"account": 7, "broker": 9, "minus": 3, "plus": 3, "flatten": 7}
 STATUS_STYLE = {
     FollowerStatus.IN_SYNC: "green",
     FollowerStatus.OUT_OF_SYNC: "yellow",
@@ -119,8 +125,22 @@ FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def cells(row: FollowerRow) -> tuple[Any, ...]:
-    return tuple(RENDER[key](row) for key, _, _ in COLUMNS)
+def cells(row: FollowerRow, shown: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(RENDER[key](row) for key in shown)
+
+
+def fitting(width: int) -> tuple[str, ...]:
+    """The columns that fit `width` cells, in table order, dropping by DROP_ORDER."""
+    def need(keys: set[str]) -> int:
+        return sum((w or GUESSED_WIDTH.get(k, len(label))) + 2
+                   for k, label, w in COLUMNS if k in keys)
+
+    keys = {k for k, _, _ in COLUMNS}
+    for key in DROP_ORDER:
+        if need(keys) <= width:
+            break
+        keys.discard(key)
+    return tuple(k for k, _, _ in COLUMNS if k in keys)
 
 
 class FollowerTable(DataTable[Any]):
@@ -132,9 +152,30 @@ class FollowerTable(DataTable[Any]):
         self._versions: dict[tuple[str, str], int] = {}
         self._cells: LRUCache[tuple[Any, ...], Any] = LRUCache(maxsize=20_000)
 
+    shown: tuple[str, ...] = tuple(k for k, _, _ in COLUMNS)
+
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+            if key in self.shown:
+                self.add_column(label, key=key, width=width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Columns collapse by priority when the table is too narrow for all of them."""
+        shown = fitting(event.size.width)
+        if shown == self.shown:
+            return
+        self.shown = shown
+        rows = list(self._rows.values())
+        cursor = self.cursor_coordinate
+        self.clear(columns=True)
+        self._rows = {}
+        self._cells.clear()
+        self._add_columns()
+        self.show(rows)
+        self.move_cursor(row=cursor.row, column=min(cursor.column, len(shown) - 1))
 
     @property
     def current_follower(self) -> str | None:
@@ -156,11 +197,13 @@ class FollowerTable(DataTable[Any]):
             if old_row == row:
                 continue
             if old_row is None:
-                self.add_row(*cells(row), key=account)
+                self.add_row(*cells(row, self.shown), key=account)
             else:
                 for name, columns in FIELD_COLUMNS.items():
                     if getattr(old_row, name) != getattr(row, name):
                         for column in columns:
+                            if column not in self.shown:
+                                continue
                             # A broker marked offline is wider: its column grows once.
                             self.update_cell(account, column, RENDER[column](row),
                                              update_width=column == "broker")

@@ -24,21 +24,22 @@ def _plain(text: Text) -> Text:
 def render_leader(view: LeaderView | None) -> RichGroup | Text:
     if view is None:
         return Text("No leader: assign one to start copying.", style="dim italic")
-    head = Table.grid(padding=(0, 1))
-    for _ in range(10):
-        head.add_column()
-    head.add_row(
-        Text("Leader", style="dim"), Text(view.account, style="bold"),
-        Text("at", style="dim"),
-        Text(view.broker, style="bold") if view.connected
-        else Text(f"{view.broker} ○ offline", style="bold red"),
-        Text(" equity", style="dim"), Text(f"{view.equity.quantize(CENTS):,}"),
-        Text(" unrealized", style="dim"), _plain(money(view.unrealized)),
-        Text(" realized", style="dim"), _plain(money(view.realized)),
-    )
+    # One sentence that wraps at a narrow width (a grid of ten cells truncated each).
+    head = Text()
+    head.append("Leader ", style="dim")
+    head.append(view.account, style="bold")
+    head.append(" at ", style="dim")
+    if view.connected:
+        head.append(view.broker, style="bold")
+    else:
+        head.append(f"{view.broker} ○ offline", style="bold red")
+    for label, value in ((" equity ", Text(f"{view.equity.quantize(CENTS):,}")),
+                         ("  unrealized ", _plain(money(view.unrealized))),
+                         ("  realized ", _plain(money(view.realized)))):
+        head.append(label, style="dim")
+        head.append_text(value)
     if view.breached:
-        head.add_row(Text(f"BREACHED ({view.breached.replace('_', ' ')})",
-                          style="reverse red"))
+        head.append(f"\nBREACHED ({view.breached.replace('_', ' ')})", style="reverse red")
     table = Table(box=None, pad_edge=False, expand=False, show_edge=False)
     for name in ("Contract", "Position", "Avg price", "Unrealized", "Working orders"):
         table.add_column(name, style="bold" if name == "Contract" else None,
