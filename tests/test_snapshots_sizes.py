@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import Button
+from textual.widgets import Button, DataTable
 
 from synctui.tui.widgets.follower_table import FollowerTable
 from tests.tui_support import desk_app
@@ -39,6 +39,14 @@ async def test_at_80x24_the_account_its_p_and_l_and_status_stay_and_follow_fits(
         assert "latency" not in shown
         assert sum(c.get_render_width(table) for c in table.columns.values()) <= \
             table.size.width
+        await pilot.press("A")
+        await pilot.pause()
+        accounts = app.screen.query_one(DataTable)
+        shown = [c.key.value for c in accounts.columns.values()]
+        assert {"account", "equity", "today", "status"} <= set(shown), shown
+        assert sum(c.get_render_width(accounts) for c in accounts.columns.values()) <= \
+            accounts.size.width
+        await pilot.press("escape")
         await pilot.press("s")
         await pilot.pause()
         follow = app.screen.query_one("#follow", Button)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -26,6 +26,7 @@ from synctui.engine.views import AccountRow, account_rows
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.columns import fitting
 from synctui.tui.widgets.follower_table import broker_cell
 from synctui.tui.widgets.format import money
 
@@ -48,6 +49,9 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("drawdown", "Max drawdown", 12),
     ("status", "Status", 19),
 )
+# At 80 columns the account, its equity, today's PnL and status stay.
+DROP_ORDER = ("drawdown", "daily", "margin", "in_use", "balance", "broker", "available")
+GUESSED_WIDTH = {"account": 8, "broker": 10}
 RULE_WORDS = {"daily_loss_limit": "daily loss", "max_drawdown": "drawdown"}
 
 
@@ -102,11 +106,31 @@ class AccountTable(DataTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._rows: dict[str, AccountRow] = {}
 
+    shown: tuple[str, ...] = tuple(k for k, _, _ in COLUMNS)
+
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label, width in COLUMNS:
+            if key not in self.shown:
+                continue
             # Amount headers sit over their right-aligned numbers.
             header = right(Text(label), width) if width and key != "status" else label
             self.add_column(header, key=key, width=width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Columns collapse by priority when the table is too narrow for all of them."""
+        shown = fitting(COLUMNS, DROP_ORDER, GUESSED_WIDTH, event.size.width)
+        if shown == self.shown:
+            return
+        self.shown = shown
+        rows, cursor = list(self._rows.values()), self.cursor_row
+        self.clear(columns=True)
+        self._rows = {}
+        self._add_columns()
+        self.show(rows)
+        self.move_cursor(row=cursor)
 
     @property
     def current_account(self) -> str | None:
@@ -129,13 +153,14 @@ class AccountTable(DataTable[Any]):
             if old == row:
                 continue
             if old is None:
-                self.add_row(*(RENDER[key](row) for key, _, _ in COLUMNS), key=account)
+                self.add_row(*(RENDER[key](row) for key in self.shown), key=account)
             else:
                 for name, columns in FIELD_COLUMNS.items():
                     if getattr(old, name) != getattr(row, name):
                         for column in columns:
-                            self.update_cell(account, column, RENDER[column](row),
-                                             update_width=column == "broker")
+                            if column in self.shown:
+                                self.update_cell(account, column, RENDER[column](row),
+                                                 update_width=column == "broker")
             self._rows[account] = row
 
 

@@ -19,6 +19,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
 from synctui.engine.views import FollowerRow, FollowerStatus
+from synctui.tui.widgets.columns import fitting
 from synctui.tui.widgets.format import money, price, qty
 from synctui.tui.widgets.text import literal
 
@@ -129,20 +130,6 @@ def cells(row: FollowerRow, shown: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(RENDER[key](row) for key in shown)
 
 
-def fitting(width: int) -> tuple[str, ...]:
-    """The columns that fit `width` cells, in table order, dropping by DROP_ORDER."""
-    def need(keys: set[str]) -> int:
-        return sum((w or GUESSED_WIDTH.get(k, len(label))) + 2
-                   for k, label, w in COLUMNS if k in keys)
-
-    keys = {k for k, _, _ in COLUMNS}
-    for key in DROP_ORDER:
-        if need(keys) <= width:
-            break
-        keys.discard(key)
-    return tuple(k for k, _, _ in COLUMNS if k in keys)
-
-
 class FollowerTable(DataTable[Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="cell", zebra_stripes=True, **kwargs)
@@ -164,7 +151,7 @@ class FollowerTable(DataTable[Any]):
 
     def on_resize(self, event: events.Resize) -> None:
         """Columns collapse by priority when the table is too narrow for all of them."""
-        shown = fitting(event.size.width)
+        shown = fitting(COLUMNS, DROP_ORDER, GUESSED_WIDTH, event.size.width)
         if shown == self.shown:
             return
         self.shown = shown
