@@ -332,3 +332,70 @@ async def test_prices_read_alike_in_the_log_and_the_tables() -> None:
         averages = [str(table.get_cell(row, "avg")) for row in table.rows]
         assert averages and all(a == "-" or (a.count(".") == 1 and len(a.split(".")[1]) == 2
                                              and "," in a) for a in averages), averages
+
+
+# --- item 10: what a trader is told before it happens ------------------------------------------
+
+
+async def test_following_a_paused_group_asks_first_and_a_stop_loss_above_the_investment_warns(
+        ) -> None:
+    from textual.widgets import Input, Static
+
+    from synctui.tui.screens.copies import CopyDialog
+    from tests.test_copies_screen import fill_dialog, open_dialog
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_dialog(pilot)
+        assert isinstance(dialog, CopyDialog)
+        await fill_dialog(pilot, dialog, group="Bravo", account="SPARE-41", investment="1000")
+        await pilot.click("#stop-loss")
+        await pilot.press(*"5000")
+        await pilot.pause()
+        warning = dialog.query_one("#stop-loss-warning", Static)
+        assert warning.display and "above the investment" in str(warning.render())
+        stop = dialog.query_one("#stop-loss", Input)
+        stop.value = "500"
+        await pilot.pause()
+        assert not warning.display
+        await pilot.click("#follow")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)  # Bravo is paused: asked first
+        assert app.desk.engine.state.copies.get(("Bravo", "SPARE-41")) is None
+        await pilot.click("#ok")
+        await pilot.pause()
+        copy = app.desk.engine.state.copies.get(("Bravo", "SPARE-41"))
+        assert copy is not None
+        assert app.desk.engine.group("Bravo").status.value == "active"
+
+
+async def test_the_cross_picker_shows_each_choice_s_exposure() -> None:
+    from textual.widgets import OptionList
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down", "c")
+        await pilot.pause()
+        options = app.screen.query_one(OptionList)
+        texts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("NQ" in t and "10x the exposure of MNQ" in t for t in texts), texts
+
+
+async def test_a_refusal_in_the_copy_dialog_goes_when_the_account_changes() -> None:
+    from textual.widgets import Select, Static
+
+    from tests.test_copies_screen import fill_dialog, open_dialog
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_dialog(pilot)
+        await fill_dialog(pilot, dialog, group="Alpha", account="SPARE-41", investment="1000")
+        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                                   Decimal(1000)))
+        await pilot.click("#follow")  # refused: it copies Alpha already
+        await pilot.pause()
+        refusal = dialog.query_one("#refusal", Static)
+        assert refusal.display
+        dialog.query_one("#account", Select).value = "LEAD-2"
+        await pilot.pause()
+        assert not refusal.display

@@ -534,6 +534,36 @@ def investment_bounds(engine: Engine, group: str, account: str) -> tuple[Decimal
     return low, high
 
 
+def stop_loss_warning(stop_text: str, investment_text: str) -> str | None:
+    """A valid stop loss that can never be hit: a total loss larger than the investment
+    (the copy's funds run out first). Allowed, but said."""
+    stop, investment = parse_amount(stop_text), parse_amount(investment_text)
+    if stop is None or investment is None or stop <= investment:
+        return None
+    return (f"The stop loss ({stop.normalize():,f}) is above the investment "
+            f"({investment.normalize():,f}): the copy's funds run out before it is hit.")
+
+
+def follow_question(engine: Engine, group: str) -> str | None:
+    """What following `group` does beyond the copy, to be confirmed first: following a
+    paused group activates it, and with it its ratio followers (SPEC 5)."""
+    found = engine.state.groups.groups.get(group)
+    if found is None or found.status is not GroupStatus.PAUSED or engine.breached(found.leader):
+        return None
+    followers = len(found.followers)
+    return (f"{group} is paused. Following it activates it: its leader's trades are "
+            f"copied again, to this copy and to its {followers} ratio follower"
+            f"{'s' if followers != 1 else ''}.")
+
+
+def cross_exposure(engine: Engine, symbol: str, cross: str) -> Decimal:
+    """How many times the exposure of `symbol` one contract of `cross` carries (MNQ to
+    NQ: 10): the same quantity, multiplied by the ratio of their multipliers."""
+    catalog = engine.catalog
+    base = catalog.get(symbol).multiplier
+    return catalog.get(cross).multiplier / base if base else Decimal(1)
+
+
 def stop_loss_problem(text: str) -> str | None:
     """An optional total stop loss: empty for none, else a positive amount."""
     if not text.strip():

@@ -31,11 +31,13 @@ from synctui.engine.views import (
     copy_rows,
     follow_accounts,
     follow_investment_bounds,
+    follow_question,
     investment_bounds,
     investment_problem,
     leader_view,
     parse_amount,
     stop_loss_problem,
+    stop_loss_warning,
 )
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _sync_app
@@ -85,6 +87,7 @@ class FormModal(ModalScreen[bool]):
     FormModal .field-label { text-style: bold; }
     FormModal .error { color: $error; }
     FormModal .refusal { color: $error; text-style: bold; margin-top: 1; }
+    FormModal .warning { color: $warning; }
     FormModal .form-row { height: auto; }
     FormModal .form-row Vertical { height: auto; width: 1fr; }
     FormModal .form-row Vertical:first-of-type { margin-right: 2; }
@@ -164,6 +167,7 @@ class CopyDialog(FormModal):
                     yield Select(ON_STOP_CHOICES, value=OnStop.CLOSE.value, allow_blank=False,
                                  id="on-stop")
             yield Static(id="stop-loss-error", classes="error")
+            yield Static(id="stop-loss-warning", classes="warning")
             yield Static(id="refusal", classes="refusal")
 
     def on_mount(self) -> None:
@@ -174,7 +178,7 @@ class CopyDialog(FormModal):
         form = self.query_one("#copy-form").styles
         form.height = "auto"
         form.max_height = "60vh"  # the title and the buttons keep the rest
-        for id_ in ("#investment-error", "#stop-loss-error", "#refusal"):
+        for id_ in ("#investment-error", "#stop-loss-error", "#stop-loss-warning", "#refusal"):
             self.query_one(id_, Static).display = False
         self._group_chosen()
 
@@ -234,6 +238,7 @@ class CopyDialog(FormModal):
         self._account_chosen()
 
     def _account_chosen(self) -> None:
+        self.query_one("#refusal", Static).display = False  # it was about another choice
         hint = self.query_one("#investment-hint", Static)
         if self.account is None:
             hint.update(f"Minimum {MIN_INVESTMENT}. Choose an account to see its funds.")
@@ -252,6 +257,11 @@ class CopyDialog(FormModal):
         error = self.query_one(f"#{event.input.id}-error", Static)
         _show_validation(event.input, error)
         self.query_one("#refusal", Static).display = False
+        warning = stop_loss_warning(self.query_one("#stop-loss", Input).value,
+                                    self.query_one("#investment", Input).value)
+        shown = self.query_one("#stop-loss-warning", Static)
+        shown.update(literal(warning or ""))
+        shown.display = warning is not None
         self._update_follow()
 
     def _valid(self) -> bool:
@@ -297,10 +307,23 @@ class CopyDialog(FormModal):
             what += ", open positions copied"
         if stop_loss is not None:
             what += f", stop loss {stop_loss.normalize():f} ({on_stop.value})"
-        await self.run_command(
-            lambda e: e.follow(group, account, "smart_sync", investment,
-                               copy_open_positions=copy_open, stop_loss=stop_loss,
-                               on_stop=on_stop), what)
+        async def run() -> None:
+            await self.run_command(
+                lambda e: e.follow(group, account, "smart_sync", investment,
+                                   copy_open_positions=copy_open, stop_loss=stop_loss,
+                                   on_stop=on_stop), what)
+
+        question = follow_question(self.engine, group)
+        if question is None:
+            await run()
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await run()
+
+        self.app.push_screen(ConfirmModal(f"Follow {group}, which is paused?", question,
+                                          "Follow and activate"), answered)
 
 
 class _CopySettingModal(FormModal):

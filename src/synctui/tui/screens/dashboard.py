@@ -7,6 +7,7 @@ through the desk; refusals come back as messages shown to the trader.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from synctui.engine.engine import Engine
 from synctui.engine.views import (
     broker_states,
     contracts,
+    cross_exposure,
     default_contract,
     follower_rows,
     group_summaries,
@@ -46,6 +48,11 @@ from synctui.tui.widgets.text import literal
 if TYPE_CHECKING:
     from synctui.engine.views import BrokerState
     from synctui.tui.app import SyncApp
+
+
+def exposure(times: Decimal) -> str:
+    """10 -> "10x", 0.1 -> "0.1x"."""
+    return f"{times.normalize():f}x"
 
 
 def brokers_text(states: list[BrokerState]) -> Text:
@@ -306,7 +313,10 @@ class Dashboard(Screen[None]):
         group, symbol, follower = chosen
         catalog = self.engine.catalog
         family = catalog.get(symbol).family
-        choices = [(i.symbol, i.name) for i in catalog.family(family)]
+        # each choice says what it does to the exposure: MNQ to NQ is ten times
+        choices = [(i.symbol, f"{i.name}  ({times} the exposure of {symbol})")
+                   for i in catalog.family(family)
+                   for times in [exposure(cross_exposure(self.engine, symbol, i.symbol))]]
         current = group.setting(follower, symbol).cross
 
         async def picked(result: str | None) -> None:
