@@ -399,3 +399,28 @@ async def test_a_refusal_in_the_copy_dialog_goes_when_the_account_changes() -> N
         dialog.query_one("#account", Select).value = "LEAD-2"
         await pilot.pause()
         assert not refusal.display
+
+
+# --- item 3: the Copy dialog as the desk moves ----------------------------------------------
+
+
+async def test_the_copy_dialog_shows_the_leader_s_positions_and_funds_as_they_are_now() -> None:
+    from textual.widgets import Static
+
+    from tests.test_copies_screen import fill_dialog, open_dialog
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_dialog(pilot)
+        await fill_dialog(pilot, dialog, group="Alpha", account="SPARE-41", investment="1000")
+        positions = dialog.query_one("#leader-positions", Static)
+        assert "MNQ +2" in str(positions.render())
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.SELL,
+                                                        qty=Decimal(5)))
+        await settle(pilot)
+        assert "MNQ -3" in str(positions.render())  # the leader is short now
+        hint = str(dialog.query_one("#investment-hint", Static).render())
+        listed = [text for text, key in dialog._options or [] if key == "SPARE-41"]
+        assert listed
+        available = listed[0].split(", ")[1].split(" available")[0]
+        assert available in hint  # one figure for the account's available funds

@@ -124,6 +124,7 @@ class CopyDialog(FormModal):
     def __init__(self, group: str | None = None) -> None:
         super().__init__()
         self._group = group
+        self._options: list[tuple[str, str]] | None = None  # the accounts as last listed
 
     def compose(self) -> ComposeResult:
         groups = copy_groups(self.engine)
@@ -205,19 +206,34 @@ class CopyDialog(FormModal):
         self._group_chosen()
 
     def _group_chosen(self) -> None:
+        self._show_choices()
+        self._account_chosen()
+
+    def on_desk_changed(self, message: DeskChanged) -> None:
+        """The desk moves while the dialog is open: the leader's positions and each
+        account's available funds are shown as they are now, never as they were
+        when the group was picked (a long where the leader is now short)."""
+        self._show_choices()
+        if self.account is not None:
+            self._show_hint()
+
+    def _show_choices(self) -> None:
         engine = self.engine
         name = self.group
         group = engine.state.groups.groups.get(name) if name else None
         accounts = follow_accounts(engine, group) if group else []
         select = self.query_one("#account", Select)
-        previous = self.account
-        select.set_options([
-            (literal(f"{a.account} ({a.broker}, {_amount(a.available)} available"
-                     f"{', copies it already' if a.copies_already else ''}"
-                     f"{', ' + a.cannot_trade if a.cannot_trade else ''})"), a.account)
-            for a in accounts])
-        if previous in {a.account for a in accounts}:
-            select.value = previous
+        options = [
+            (f"{a.account} ({a.broker}, {_amount(a.available)} available"
+             f"{', copies it already' if a.copies_already else ''}"
+             f"{', ' + a.cannot_trade if a.cannot_trade else ''})", a.account)
+            for a in accounts]
+        if options != self._options:  # unchanged: an open drop-down stays open
+            self._options = options
+            previous = self.account
+            select.set_options([(literal(text), key) for text, key in options])
+            if previous in {a.account for a in accounts}:
+                select.value = previous
         positions = self.query_one("#leader-positions", Static)
         leader = leader_view(engine, group) if group else None
         if leader is None:
@@ -231,7 +247,6 @@ class CopyDialog(FormModal):
             lines += [f"  \u2022 {h.symbol} {qty(h.qty)} @ {price(h.avg_price, h.symbol)}"
                       for h in leader.holdings]
             positions.update(literal("\n".join(lines)))
-        self._account_chosen()
 
     @on(Select.Changed, "#account")
     def _account_changed(self) -> None:
@@ -239,6 +254,13 @@ class CopyDialog(FormModal):
 
     def _account_chosen(self) -> None:
         self.query_one("#refusal", Static).display = False  # it was about another choice
+        self._show_hint()
+        investment = self.query_one("#investment", Input)
+        if investment.value:
+            _show_validation(investment, self.query_one("#investment-error", Static))
+        self._update_follow()
+
+    def _show_hint(self) -> None:
         hint = self.query_one("#investment-hint", Static)
         if self.account is None:
             hint.update(f"Minimum {MIN_INVESTMENT}. Choose an account to see its funds.")
@@ -247,10 +269,6 @@ class CopyDialog(FormModal):
             hint.update(literal(f"Minimum {MIN_INVESTMENT}; {self.account} has "
                                 f"{_amount(available)} available. It moves into the copy's "
                                 "own funds."))
-        investment = self.query_one("#investment", Input)
-        if investment.value:
-            _show_validation(investment, self.query_one("#investment-error", Static))
-        self._update_follow()
 
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
