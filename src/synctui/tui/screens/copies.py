@@ -125,6 +125,7 @@ class CopyDialog(FormModal):
         super().__init__()
         self._group = group
         self._options: list[tuple[str, str]] | None = None  # the accounts as last listed
+        self._last_account: str | None = None
 
     def compose(self) -> ComposeResult:
         groups = copy_groups(self.engine)
@@ -223,8 +224,9 @@ class CopyDialog(FormModal):
         group = engine.state.groups.groups.get(name) if name else None
         accounts = follow_accounts(engine, group) if group else []
         select = self.query_one("#account", Select)
+        # The available funds are in the hint below, live: one figure, not two.
         options = [
-            (f"{a.account} ({a.broker}, {_amount(a.available)} available"
+            (f"{a.account} ({a.broker}"
              f"{', copies it already' if a.copies_already else ''}"
              f"{', ' + a.cannot_trade if a.cannot_trade else ''})", a.account)
             for a in accounts]
@@ -253,7 +255,12 @@ class CopyDialog(FormModal):
         self._account_chosen()
 
     def _account_chosen(self) -> None:
-        self.query_one("#refusal", Static).display = False  # it was about another choice
+        account = self.account
+        if account is not None and account != self._last_account:
+            # a refusal was about the account chosen before (a relisting of the same
+            # accounts blanks the choice for a moment: that is no new choice)
+            self.query_one("#refusal", Static).display = False
+            self._last_account = account
         self._show_hint()
         investment = self.query_one("#investment", Input)
         if investment.value:
