@@ -423,3 +423,61 @@ async def test_the_copy_dialog_shows_the_leader_s_positions_and_funds_as_they_ar
         assert "available" in hint
         # one figure for the account's available funds: the hint's, not the list's too
         assert not any("available" in text for text, _key in dialog._options or [])
+
+
+# --- item 11 (part): sortable tables, a copy's ROI -----------------------------------------------
+
+
+async def test_a_header_click_sorts_and_the_sort_survives_a_refresh() -> None:
+    from synctui.tui.widgets.columns import sort_key
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("A")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, AccountsScreen)
+        table = screen.query_one(DataTable)
+
+        def equities() -> list[object]:  # in the order shown
+            return [sort_key(cell) for cell in table.get_column("equity")]
+
+        screen.sorting.clicked("equity")
+        screen.sorting.apply(table)
+        await pilot.pause()
+        assert equities() == sorted(equities())
+        screen.sorting.clicked("equity")  # again: the other way
+        screen.sorting.apply(table)
+        assert equities() == sorted(equities(), reverse=True)
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(19000)))
+        await settle(pilot)
+        assert equities() == sorted(equities(), reverse=True)
+        await pilot.press("G")
+        await pilot.pause()
+        groups = app.screen
+        assert isinstance(groups, GroupsScreen)
+        groups.sorting.clicked("name")
+        groups.sorting.clicked("name")
+        groups.refresh_rows()  # a refresh rebuilds the table: it stays sorted
+        names = [str(cell) for cell in groups.query_one(DataTable).get_column("name")]
+        assert names == sorted(names, reverse=True)
+
+
+async def test_my_copies_shows_each_copy_s_return_on_its_investment() -> None:
+    from synctui.engine.views import copy_rows
+    from synctui.tui.widgets.format import percent
+
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                                   Decimal(2000)))
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await pilot.press("M")
+        await settle(pilot)
+        row = copy_rows(app.desk.engine)[0]
+        assert row.roi == (row.realized + row.unrealized) / row.investment
+        assert row.roi is not None and row.roi != 0
+        table = app.screen.query_one("#copies", DataTable)
+        assert str(table.get_cell(row.key, "roi")) == percent(row.roi).plain

@@ -325,6 +325,15 @@ class CopyRow:
     broker: str = ""  # the copy's sub-account's broker
     connected: bool = True  # that broker: while disconnected the copy's orders wait
 
+    @property
+    def pnl(self) -> Decimal:
+        return self.realized + self.unrealized
+
+    @property
+    def roi(self) -> Decimal | None:
+        """The copy's return on its investment: (realized + unrealized) / investment."""
+        return self.pnl / self.investment if self.investment else None
+
 
 @dataclass(frozen=True, slots=True)
 class CopyPosition:

@@ -26,7 +26,7 @@ from synctui.engine.views import AccountRow, account_rows
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.screens.confirm import ConfirmModal
-from synctui.tui.widgets.columns import fitting
+from synctui.tui.widgets.columns import SortState, fitting
 from synctui.tui.widgets.follower_table import broker_cell
 from synctui.tui.widgets.format import money
 
@@ -182,6 +182,10 @@ class AccountsScreen(Screen[None]):
         Binding("r", "reset_breach", "Reset breach"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorting = SortState()
+
     @property
     def sync_app(self) -> SyncApp:
         return sync_app(self)
@@ -210,7 +214,16 @@ class AccountsScreen(Screen[None]):
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
-        self.query_one(AccountTable).show(account_rows(self.engine))
+        table = self.query_one(AccountTable)
+        table.show(account_rows(self.engine))
+        self.sorting.apply(table)
+
+    @on(DataTable.HeaderSelected)
+    def _sort(self, event: DataTable.HeaderSelected) -> None:
+        """A header click sorts by its column; a second click reverses."""
+        if event.column_key.value is not None:
+            self.sorting.clicked(event.column_key.value)
+            self.sorting.apply(event.data_table)
 
     # --- commands ------------------------------------------------------------------------
 

@@ -42,8 +42,9 @@ from synctui.engine.views import (
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.columns import SortState
 from synctui.tui.widgets.follower_table import OFFLINE
-from synctui.tui.widgets.format import money, price, qty
+from synctui.tui.widgets.format import money, percent, price, qty
 from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
@@ -563,7 +564,7 @@ class CopyDetailScreen(Screen[None]):
 
 COLUMNS = [("key", "Copy"), ("status", "Status"), ("investment", "Investment"),
            ("equity", "Equity"), ("realized", "Realized"), ("unrealized", "Unrealized"),
-           ("positions", "Positions"), ("stop", "Stop loss")]
+           ("roi", "ROI"), ("positions", "Positions"), ("stop", "Stop loss")]
 
 
 def _cells(row: CopyRow) -> dict[str, object]:
@@ -575,7 +576,8 @@ def _cells(row: CopyRow) -> dict[str, object]:
     return {"key": key, "status": row.status.value,
             "investment": _amount(row.investment),
             "equity": _amount(row.equity), "realized": money(row.realized),
-            "unrealized": money(row.unrealized), "positions": str(row.positions), "stop": stop}
+            "unrealized": money(row.unrealized), "roi": percent(row.roi),
+            "positions": str(row.positions), "stop": stop}
 
 
 class CopiesScreen(Screen[None]):
@@ -594,6 +596,10 @@ class CopiesScreen(Screen[None]):
         Binding("s", "stop_loss", "Stop loss"),
         Binding("u", "unfollow", "Unfollow"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorting = SortState()
 
     @property
     def engine(self) -> Engine:
@@ -636,6 +642,14 @@ class CopiesScreen(Screen[None]):
             for column, value in cells.items():
                 if str(table.get_cell(row.key, column)) != str(value):
                     table.update_cell(row.key, column, value, update_width=column == "key")
+        self.sorting.apply(table)
+
+    @on(DataTable.HeaderSelected, "#copies")
+    def _sort(self, event: DataTable.HeaderSelected) -> None:
+        """A header click sorts by its column; a second click reverses."""
+        if event.column_key.value is not None:
+            self.sorting.clicked(event.column_key.value)
+            self.sorting.apply(event.data_table)
 
     def selected(self) -> tuple[str, str] | None:
         table = self.query_one("#copies", DataTable)

@@ -50,6 +50,7 @@ from synctui.engine.group_views import (
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
+from synctui.tui.widgets.columns import SortState
 from synctui.tui.widgets.follower_table import OFFLINE
 from synctui.tui.widgets.format import money
 from synctui.tui.widgets.group_list import BADGE
@@ -84,6 +85,10 @@ class GroupsScreen(Screen[None]):
         self.refresh_rows()
         table.focus()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.sorting = SortState()
+
     def on_screen_resume(self) -> None:
         self.refresh_rows()
 
@@ -102,8 +107,16 @@ class GroupsScreen(Screen[None]):
             table.add_row(literal(row.name), status,
                           literal(row.leader) if row.leader else literal("none", "dim"),
                           str(row.followers), str(row.copies), money(row.today), key=row.name)
+        self.sorting.apply(table)
         if table.row_count:
             table.move_cursor(row=min(current, table.row_count - 1))
+
+    @on(DataTable.HeaderSelected)
+    def _sort(self, event: DataTable.HeaderSelected) -> None:
+        """A header click sorts by its column; a second click reverses."""
+        if event.column_key.value is not None:
+            self.sorting.clicked(event.column_key.value)
+            self.sorting.apply(event.data_table)
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)

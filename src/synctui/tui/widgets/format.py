@@ -44,3 +44,12 @@ def money(value: Decimal) -> Text:
     text = f"{value.quantize(Decimal('0.01')):,}"
     style = "green" if value > 0 else "red" if value < 0 else "dim"
     return Text(("+" if value > 0 else "") + text, style=style, justify="right")
+
+
+def percent(value: Decimal | None) -> Text:
+    """A return as a signed percentage to two places ("+4.25%"), coloured like money."""
+    if value is None:
+        return Text("-", style="dim", justify="right")
+    shown = (value * 100).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    style = "green" if shown > 0 else "red" if shown < 0 else "dim"
+    return Text(f"{'+' if shown > 0 else ''}{shown:,}%", style=style, justify="right")
