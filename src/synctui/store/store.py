@@ -20,6 +20,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -138,8 +139,12 @@ class Store:
         self._unsubscribe: list[Any] = []
         self.commits = 0
         self.checkpoints = 0
+        self.restarts = 0  # checkpoints that made the WAL start over in a burst
         self._unchecked_rows = 0  # written since the last checkpoint
-        self._checkpoint: asyncio.Future[None] | None = None
+        # One thread of its own, started at once by `submit` (a task would wait for the
+        # loop, which a long settle never gives back while it commits on it).
+        self._checkpointing: ThreadPoolExecutor | None = None
+        self._checkpoint: Future[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None
         self._wal_frames = 0  # the WAL's length at the last checkpoint
         self.failed: StoreError | None = None  # a save failed: memory and file differ now
@@ -297,8 +302,9 @@ class Store:
                 self._checkpoint is not None and not self._checkpoint.done()):
             return
         self._unchecked_rows = 0
-        self._checkpoint = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self._checkpoint_now))
+        if self._checkpointing is None:
+            self._checkpointing = ThreadPoolExecutor(1, thread_name_prefix="synctui-checkpoint")
+        self._checkpoint = self._checkpointing.submit(self._checkpoint_now)
 
     def _checkpoint_now(self) -> None:
         # A failure here loses nothing (the WAL still holds every commit); the next
@@ -315,6 +321,7 @@ class Store:
             # checkpoint is a RESTART: it holds the writer back once, for one pass.
             mode = "RESTART" if self._wal_frames > WAL_FRAMES else "PASSIVE"
             row = self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            self.restarts += mode == "RESTART"
             self._wal_frames = 0 if mode == "RESTART" and row and not row[0] else (
                 row[1] if row else 0)
             self.checkpoints += 1
@@ -322,8 +329,13 @@ class Store:
     async def _end_checkpoints(self) -> None:
         """Before the last connection closes (SQLite's clean close checkpoints and
         removes the WAL only when it is the last)."""
-        if self._checkpoint is not None:
-            await asyncio.gather(self._checkpoint, return_exceptions=True)
+        if self._checkpointing is None:
+            return
+        pool, self._checkpointing = self._checkpointing, None
+        await asyncio.wrap_future(pool.submit(self._close_checkpointer))  # after the last
+        pool.shutdown(wait=False)
+
+    def _close_checkpointer(self) -> None:
         if self._checkpointer is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._checkpointer.close()
