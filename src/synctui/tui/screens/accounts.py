@@ -220,10 +220,7 @@ class AccountsScreen(Screen[None]):
 
     @on(DataTable.HeaderSelected)
     def _sort(self, event: DataTable.HeaderSelected) -> None:
-        """A header click sorts by its column; a second click reverses."""
-        if event.column_key.value is not None:
-            self.sorting.clicked(event.column_key.value)
-            self.sorting.apply(event.data_table)
+        self.sorting.header_selected(event)
 
     # --- commands ------------------------------------------------------------------------
 

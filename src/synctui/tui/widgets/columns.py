@@ -50,6 +50,12 @@ class SortState:
         self.reverse = not self.reverse if column == self.column else False
         self.column = column
 
+    def header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A header click: sort by its column, or reverse a second time."""
+        if event.column_key.value is not None:
+            self.clicked(event.column_key.value)
+            self.apply(event.data_table)
+
     def apply(self, table: DataTable[Any]) -> None:
         if self.column is not None and self.column in {c.value for c in table.columns}:
             table.sort(self.column, key=sort_key, reverse=self.reverse)
