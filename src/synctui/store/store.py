@@ -139,7 +139,6 @@ class Store:
         self._unsubscribe: list[Any] = []
         self.commits = 0
         self.checkpoints = 0
-        self.restarts = 0  # checkpoints that made the WAL start over in a burst
         self._unchecked_rows = 0  # written since the last checkpoint
         # One thread of its own, started at once by `submit` (a task would wait for the
         # loop, which a long settle never gives back while it commits on it).
@@ -321,7 +320,6 @@ class Store:
             # checkpoint is a RESTART: it holds the writer back once, for one pass.
             mode = "RESTART" if self._wal_frames > WAL_FRAMES else "PASSIVE"
             row = self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-            self.restarts += mode == "RESTART"
             self._wal_frames = 0 if mode == "RESTART" and row and not row[0] else (
                 row[1] if row else 0)
             self.checkpoints += 1
