@@ -46,7 +46,7 @@ from synctui.tui.widgets.leader_panel import LeaderPanel
 from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
-    from synctui.engine.views import BrokerState
+    from synctui.engine.views import BrokerState, GroupSummary
     from synctui.tui.app import SyncApp
 
 
@@ -178,7 +178,7 @@ class Dashboard(Screen[None]):
             table.show([])
         self._render_price()
         self._render_log()
-        self._render_status()
+        self._render_status(summaries)
 
     def _render_contracts(self) -> None:
         """A contract selector: [ and ] switch, a click picks."""
@@ -215,8 +215,7 @@ class Dashboard(Screen[None]):
         title = f"Activity: {scope} (g: all groups)" if scope else "Activity: all groups (g)"
         self.query_one("#log-title", Label).update(literal(title))
 
-    def _render_status(self) -> None:
-        summaries = group_summaries(self.engine)
+    def _render_status(self, summaries: list[GroupSummary]) -> None:
         active = sum(1 for s in summaries if s.status == "active")
         self.query_one("#desk-status", Static).update(
             f"{len(summaries)} groups, {active} active")
