@@ -23,9 +23,10 @@ from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.copies import CopiesScreen, CopyDetailScreen
 from synctui.tui.screens.dashboard import Dashboard
 from synctui.tui.screens.groups import GroupSettingsScreen, GroupsScreen
+from synctui.tui.screens.history import HistoryScreen
 from synctui.tui.screens.log import LogScreen
 from synctui.tui.widgets.activity_log import LogPanel
-from synctui.tui.widgets.format import money
+from synctui.tui.widgets.format import money, percent
 from tests.tui_support import SIZE, desk_app
 
 
@@ -46,8 +47,8 @@ async def test_sections_are_modes_and_switching_never_stacks_screens() -> None:
         await pilot.pause()
         observers = len(app.desk.engine._observers)
         expected = {"G": GroupsScreen, "A": AccountsScreen, "M": CopiesScreen,
-                    "l": LogScreen}
-        for key in "GAMGAMlGAM":
+                    "l": LogScreen, "H": HistoryScreen}
+        for key in "GAMGAMlGAMHGH":
             await pilot.press(key)
             await pilot.pause()
             assert isinstance(app.screen, expected[key])
@@ -481,3 +482,102 @@ async def test_my_copies_shows_each_copy_s_return_on_its_investment() -> None:
         assert row.roi is not None and row.roi != 0
         table = app.screen.query_one("#copies", DataTable)
         assert str(table.get_cell(row.key, "roi")) == percent(row.roi).plain
+
+
+# --- item 11: P&L totals per follower, group and copy ------------------------------------
+
+
+def account_pnl(app: SyncApp, account: str) -> Decimal:
+    """What an account made, from its broker's view: realized net of fees, plus the
+    unrealized PnL of every position it holds."""
+    view = app.desk.engine.broker_of(account).view(account)
+    return view.realized - view.fees + sum((p.unrealized for p in view.positions), Decimal(0))
+
+
+async def test_each_follower_s_pnl_counts_every_contract_and_the_foot_sums_them() -> None:
+    app = desk_app()
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.pause()
+        # APEX-11 trades ES by hand too: its P&L is both contracts', shown on MNQ's row
+        await from_outside(app, lambda e: e.place_order("APEX-11", "ES", Side.BUY,
+                                                        qty=Decimal(1)))
+        await from_outside(app, lambda e: e.set_price("ES", Decimal(5010)))
+        await settle(pilot)
+        table = app.screen.query_one("#followers", DataTable)
+        followers = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        broker = app.desk.engine.broker_of("APEX-11")
+        es = broker.position_detail("APEX-11", broker.symbols.native("ES"))
+        assert es is not None and es.unrealized != 0  # so the row's P&L holds ES's too
+        for account in followers:
+            assert str(table.get_cell(account, "pnl")) == money(account_pnl(app, account)).plain
+        total = sum((account_pnl(app, a) for a in followers), Decimal(0))
+        foot = str(app.screen.query_one("#follower-totals").render())
+        assert f"P&L {money(total).plain}" in foot
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21500)))
+        await settle(pilot)
+        moved = sum((account_pnl(app, a) for a in followers), Decimal(0))
+        assert moved != total
+        foot = str(app.screen.query_one("#follower-totals").render())
+        assert f"P&L {money(moved).plain}" in foot
+
+
+async def test_groups_show_each_group_s_followers_pnl_and_the_desk_total() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                                   Decimal(2000)))
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await pilot.press("G")
+        await settle(pilot)
+        engine = app.desk.engine
+        table = app.screen.query_one(DataTable)
+        grand = Decimal(0)
+        for name, group in engine.state.groups.groups.items():
+            subs = [c.sub for c in engine.state.copies.values() if c.group == name]
+            expected = sum((account_pnl(app, a) for a in [*group.followers, *subs]),
+                           Decimal(0))
+            grand += expected
+            assert str(table.get_cell(name, "pnl")) == money(expected).plain
+        assert subs or any(c.group == "Alpha" for c in engine.state.copies.values())
+        foot = str(app.screen.query_one("#groups-totals").render())
+        assert f"followers' P&L {money(grand).plain}" in foot
+
+
+async def test_my_copies_show_each_copy_s_pnl_and_the_total_with_its_roi() -> None:
+    app = desk_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                                   Decimal(2000)))
+        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                        qty=Decimal(1)))
+        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await pilot.press("M")
+        await settle(pilot)
+        engine = app.desk.engine
+        copies = list(engine.state.copies.values())
+        pnl = sum((account_pnl(app, c.sub) for c in copies), Decimal(0))
+        assert pnl != 0
+        foot = str(app.screen.query_one("#copies-totals").render())
+        assert foot.startswith("1 copy at work")
+        assert "invested 2,000.00" in foot
+        assert f"P&L {money(pnl).plain}" in foot
+        assert f"ROI {percent(pnl / Decimal(2000)).plain}" in foot
+        table = app.screen.query_one("#copies", DataTable)
+        assert str(table.get_cell("Alpha/SPARE-41", "pnl")) == money(pnl).plain
+
+
+def test_screens_read_the_engine_through_read_models_only() -> None:
+    """Item 1: no screen or widget reaches into the engine's state or its brokers; they
+    call the read models of synctui.engine.views and group_views."""
+    from pathlib import Path
+
+    import synctui.tui
+
+    root = Path(synctui.tui.__file__).parent
+    reaching = [f"{path.relative_to(root)}:{number}"
+                for path in sorted(root.rglob("*.py"))
+                for number, line in enumerate(path.read_text().splitlines(), 1)
+                if ".state." in line or ".broker_of(" in line or ".brokers[" in line]
+    assert reaching == []

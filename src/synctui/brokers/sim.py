@@ -664,6 +664,12 @@ class SimBroker:
         acct = self._account(account)
         return acct.realized - acct.fees
 
+    def total_pnl(self, account: str) -> Decimal:
+        """What the account made: realized net of fees, plus unrealized over every
+        position (equity above the balance)."""
+        acct = self._account(account)
+        return acct.realized - acct.fees + self.ledger.equity(acct) - acct.balance
+
     def isolated_floor(self, account: str, symbol: str) -> Decimal:
         """The least margin an isolated position may keep: qty x avg / leverage (SPEC 8)."""
         return self.ledger.isolated_floor(self._account(account), self._instrument(symbol))

@@ -22,6 +22,9 @@ class GroupRow:
     followers: int
     copies: int
     today: Decimal  # the leader's PnL today (equity minus the day's start)
+    # What the group's followers made: each ratio follower's account and each Smart
+    # Sync copy at work (its sub-account), realized net of fees plus unrealized.
+    followers_pnl: Decimal = ZERO
 
 
 def group_rows(engine: Engine) -> list[GroupRow]:
@@ -30,13 +33,32 @@ def group_rows(engine: Engine) -> list[GroupRow]:
         today = ZERO
         if group.leader is not None:
             today = engine.broker_of(group.leader).today_pnl(group.leader)
-        copies = sum(1 for a in group.copies
-                     if (c := engine.state.copies.get((group.name, a)))
-                     and c.status is not CopyStatus.ENDED)
+        working = [c for a in group.copies
+                   if (c := engine.state.copies.get((group.name, a)))
+                   and c.status is not CopyStatus.ENDED]
+        pnl = sum((engine.broker_of(f).total_pnl(f) for f in group.followers), ZERO)
+        pnl += sum((engine.broker_of(c.sub).total_pnl(c.sub) for c in working), ZERO)
         rows.append(GroupRow(group.name, group.status,
                              REASON_WORDS[group.reason] if group.reason else None,
-                             group.leader, len(group.followers), copies, today))
+                             group.leader, len(group.followers), len(working), today, pnl))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTotals:
+    today: Decimal  # the leaders' PnL today
+    followers_pnl: Decimal
+
+
+def group_totals(rows: list[GroupRow]) -> GroupTotals:
+    return GroupTotals(sum((r.today for r in rows), ZERO),
+                       sum((r.followers_pnl for r in rows), ZERO))
+
+
+def unassigned_accounts(engine: Engine) -> list[str]:
+    """Accounts with no role in any group: a new group may take them."""
+    book = engine.state.groups
+    return [a for a in engine.state.accounts if book.role_of(a) is None]
 
 
 def free_accounts(engine: Engine, group: Group) -> list[str]:

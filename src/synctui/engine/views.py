@@ -110,6 +110,23 @@ class FollowerRow:
     difference: Decimal | None = None
     connected: bool = True  # its broker; while disconnected its copies wait
     latency: tuple[timedelta, timedelta] | None = None  # last, p95 (leader event -> ack)
+    pnl: Decimal = ZERO  # the account's: realized net of fees + unrealized, all contracts
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerTotals:
+    """The follower table's foot: its contract's unrealized PnL over the followers, and
+    what the followers' accounts made in all (each account belongs to one group)."""
+
+    unrealized: Decimal
+    realized: Decimal
+    pnl: Decimal
+
+
+def follower_totals(rows: list[FollowerRow]) -> FollowerTotals:
+    return FollowerTotals(sum((r.unrealized for r in rows), ZERO),
+                          sum((r.realized for r in rows), ZERO),
+                          sum((r.pnl for r in rows), ZERO))
 
 
 def group_summaries(engine: Engine) -> list[GroupSummary]:
@@ -120,6 +137,33 @@ def group_summaries(engine: Engine) -> list[GroupSummary]:
                          if (c := copies.get((g.name, a))) and c.status is not CopyStatus.ENDED))
         for g in engine.state.groups.groups.values()
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskNames:
+    """What a screen offers to pick from: the groups, the accounts (no Smart Sync
+    sub-accounts) and the catalog's contracts, each in the desk's own order."""
+
+    groups: tuple[str, ...]
+    accounts: tuple[str, ...]
+    symbols: tuple[str, ...]
+
+
+def desk_names(engine: Engine) -> DeskNames:
+    return DeskNames(tuple(engine.state.groups.groups), tuple(engine.state.accounts),
+                     tuple(i.symbol for i in engine.catalog))
+
+
+def group_of(engine: Engine, name: str | None) -> Group | None:
+    """The group a screen shows, to hand back to the read models that take one; a
+    screen reads it and never changes it (commands go through the engine)."""
+    return engine.state.groups.groups.get(name) if name is not None else None
+
+
+def held(engine: Engine, account: str, symbol: str) -> Decimal:
+    """The account's signed position in a catalog symbol, at its broker."""
+    broker = engine.broker_of(account)
+    return broker.position(account, broker.symbols.native(symbol))
 
 
 def stopped_groups(summaries: list[GroupSummary]) -> list[str]:
@@ -205,7 +249,8 @@ def follower_rows(engine: Engine, group: Group, symbol: str) -> list[FollowerRow
             avg_price=detail.avg_price if detail else None,
             unrealized=detail.unrealized if detail else ZERO,
             realized=broker.realized_net(follower), status=status, difference=difference,
-            connected=broker.connected, latency=engine.copy_latency(group.name, follower)))
+            connected=broker.connected, latency=engine.copy_latency(group.name, follower),
+            pnl=broker.total_pnl(follower)))
     return rows
 
 
@@ -324,6 +369,7 @@ class CopyRow:
     positions: int
     broker: str = ""  # the copy's sub-account's broker
     connected: bool = True  # that broker: while disconnected the copy's orders wait
+    funds_returned: bool = False  # its funds went back to the account's balance
 
     @property
     def pnl(self) -> Decimal:
@@ -333,6 +379,28 @@ class CopyRow:
     def roi(self) -> Decimal | None:
         """The copy's return on its investment: (realized + unrealized) / investment."""
         return self.pnl / self.investment if self.investment else None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyTotals:
+    """My Copies' foot: the copies at work (not ended), summed; their ROI is the sum of
+    their PnL over the sum of their investments."""
+
+    copies: int
+    investment: Decimal
+    equity: Decimal
+    pnl: Decimal
+
+    @property
+    def roi(self) -> Decimal | None:
+        return self.pnl / self.investment if self.investment else None
+
+
+def copy_totals(rows: list[CopyRow]) -> CopyTotals:
+    working = [r for r in rows if r.status is not CopyStatus.ENDED]
+    return CopyTotals(len(working), sum((r.investment for r in working), ZERO),
+                      sum((r.equity for r in working), ZERO),
+                      sum((r.pnl for r in working), ZERO))
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +506,7 @@ def _copy_row(engine: Engine, copy: Copy) -> CopyRow:
     unrealized = ZERO if copy.funds_returned else view.equity - view.balance
     return CopyRow(copy.key, copy.group, copy.account, copy.status, copy.investment, equity,
                    realized, unrealized, copy.stop_loss, copy.on_stop, len(view.positions),
-                   broker.name, broker.connected)
+                   broker.name, broker.connected, copy.funds_returned)
 
 
 _STATUS_ORDER = {CopyStatus.ACTIVE: 0, CopyStatus.STOPPED: 1, CopyStatus.ENDED: 2}
@@ -449,6 +517,11 @@ def copy_rows(engine: Engine) -> list[CopyRow]:
     copies = sorted(engine.state.copies.values(),
                     key=lambda c: (_STATUS_ORDER[c.status], c.group, c.account))
     return [_copy_row(engine, c) for c in copies]
+
+
+def copy_row(engine: Engine, group: str, account: str) -> CopyRow | None:
+    copy = engine.state.copies.get((group, account))
+    return _copy_row(engine, copy) if copy is not None else None
 
 
 def copy_detail(engine: Engine, group: str, account: str) -> CopyDetail | None:

@@ -115,6 +115,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX intents_pending;
     CREATE INDEX intents_open ON intents (seq) WHERE status IN ('pending', 'submitted');
     """,
+    # version 5: when an order was placed, for the history blotter (fills have their
+    # time already); orders written before it have none
+    """
+    ALTER TABLE orders ADD COLUMN at TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -76,6 +76,7 @@ from synctui.store.database import (
     open_database,
     rollback,
 )
+from synctui.store.history import History
 
 Rows = list[tuple[Any, ...]]
 SUB_MARK = "~copy"  # every copy's sub-account id has it; an account id never may
@@ -135,6 +136,7 @@ class Store:
         self._links: dict[str, tuple[bool, int, int]] = {}  # per broker, as last written
         self._waiting_seq = 0
         self._intent_seq = 0
+        self._now = ""  # the world's time at the save being built (ISO)
         self._world: World | None = None
         self._unsubscribe: list[Any] = []
         self.commits = 0
@@ -147,6 +149,7 @@ class Store:
         self._checkpointer: sqlite3.Connection | None = None
         self._wal_frames = 0  # the WAL's length at the last checkpoint
         self.failed: StoreError | None = None  # a save failed: memory and file differ now
+        self.history = History(lock.database)  # the blotter's reads, beside the writer
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -171,6 +174,7 @@ class Store:
         failed save: a connection left open would keep the process alive."""
         self.detach()
         try:
+            await self.history.finish()
             await self._end_checkpoints()
             await close_quietly(self.db)
             if self.failed is None:
@@ -228,6 +232,7 @@ class Store:
         if self.failed is not None:
             raise self.failed
         batch = _Batch()
+        self._now = world.clock.now().isoformat()
         if initial:
             self._initial(world, batch)
         self._prices(world, batch, everything=initial)
@@ -255,6 +260,7 @@ class Store:
         "Exactly-once"), neither sending them again nor calling them failed.
         """
         batch = _Batch()
+        self._now = world.clock.now().isoformat()
         for name, broker in world.brokers.items():
             if isinstance(broker, SimBroker):
                 self._broker(world, name, broker, batch)
@@ -416,6 +422,16 @@ class Store:
             if stored is not None:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
+        fills = [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value,
+                  str(f.qty), str(f.price), str(f.fee), str(f.realized), f.cause.value, f.order_id,
+                  f.client_id, str(f.position_before), str(f.position_after), f.at.isoformat())
+                 for f in changes.fills]
+        # When an order was placed: its first fill's time when it filled at once (the
+        # save comes a moment later), else the save's.
+        placed: dict[str | None, str] = {}
+        for fill in fills:
+            placed.setdefault(fill[10], fill[14])
+        now = self._now
         orders = []
         for o in changes.orders.values():
             reject = broker.reject_reason(o.id)
@@ -424,18 +440,17 @@ class Store:
                 o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
                 _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
                 o.parent_id, o.role, o.oco_id, status.value,
-                reject[0].value if reject else None, reject[1] if reject else None))
+                reject[0].value if reject else None, reject[1] if reject else None,
+                placed.get(o.id, now)))
+        # An order's first row keeps its time: a later update leaves `at` alone.
         batch.add(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, price = excluded.price, "
             "status = excluded.status, reject_reason = excluded.reject_reason, "
             "reject_message = excluded.reject_message", orders)
         batch.add(
             "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value, str(f.qty),
-              str(f.price), str(f.fee), str(f.realized), f.cause.value, f.order_id, f.client_id,
-              str(f.position_before), str(f.position_after), f.at.isoformat())
-             for f in changes.fills])
+            fills)
         batch.add("UPDATE brokers SET next_order = ?, next_fill = ? WHERE name = ?",
                   [(*broker.counters(), name)])
 

@@ -57,6 +57,12 @@ def _accounts() -> Screen[None]:
     return AccountsScreen()
 
 
+def _history() -> Screen[None]:
+    from synctui.tui.screens.history import HistoryScreen
+
+    return HistoryScreen()
+
+
 def _copies() -> Screen[None]:
     from synctui.tui.screens.copies import CopiesScreen
 
@@ -67,9 +73,9 @@ class SyncApp(App[None]):
     CSS_PATH = "synctui.tcss"
     TITLE = "synctui"
     # The top-level sections are modes: each keeps its one screen (and what is pushed
-    # on it), so G A M G A M switches between five screens and never stacks more.
+    # on it), so G A M G A M switches between six screens and never stacks more.
     MODES = {"dashboard": Dashboard, "groups": _groups, "copies": _copies,
-             "accounts": _accounts, "log": LogScreen}
+             "accounts": _accounts, "log": LogScreen, "history": _history}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -78,6 +84,7 @@ class SyncApp(App[None]):
         Binding("G", "groups", "Groups"),
         Binding("A", "accounts", "Accounts"),
         Binding("M", "copies", "My Copies"),
+        Binding("H", "history", "History"),
         Binding("t", "toggle_theme", "Theme"),
     ]
 
@@ -300,6 +307,9 @@ class SyncApp(App[None]):
     async def action_copies(self) -> None:
         await self._section("copies")
 
+    async def action_history(self) -> None:
+        await self._section("history")
+
     def action_copy_group(self, group: str | None) -> None:
         """The Smart Sync Copy dialog, for a group (from the dashboard or Groups)."""
         from synctui.tui.screens.copies import CopyDialog
@@ -345,6 +355,8 @@ PALETTE_HELP = {
     "groups": "Every group; new group; group settings",
     "accounts": "Balances, margin, risk limits, reset a breach",
     "copies": "Smart Sync copies: follow, settings, unfollow",
+    "history": "Every order and fill from the database: filter, search, export CSV",
+    "export": "Write every order and fill shown to a CSV file",
     "help": "Every key",
 }
 

@@ -18,6 +18,7 @@ from synctui.engine.world import World
 from synctui.scenario.model import Scenario
 from synctui.scenario.runner import build_world, play_steps
 from synctui.store.database import default_path
+from synctui.store.history import History
 from synctui.store.session import Session
 from synctui.store.store import Store
 
@@ -48,6 +49,22 @@ class Desk:
     @property
     def engine(self) -> Engine:
         return self.world.engine
+
+    @property
+    def history(self) -> History | None:
+        """The database's order and fill history; None for a desk kept in memory."""
+        return self.session.store.history if self.session is not None else None
+
+    def export_path(self) -> Path:
+        """A new CSV file beside the database, named by the desk's time."""
+        stamp = self.clock.now().strftime("%Y%m%d-%H%M%S")
+        folder = self.db.parent / "exports"
+        path = folder / f"blotter-{stamp}.csv"
+        count = 1
+        while path.exists():
+            count += 1
+            path = folder / f"blotter-{stamp}-{count}.csv"
+        return path
 
     async def open(self) -> None:
         """In memory when a world was given (tests); otherwise from the database,

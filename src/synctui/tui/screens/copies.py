@@ -25,13 +25,17 @@ from synctui.domain.groups import Group
 from synctui.engine.engine import Engine
 from synctui.engine.views import (
     CopyRow,
+    CopyTotals,
     copy_detail,
     copy_groups,
     copy_journal,
+    copy_row,
     copy_rows,
+    copy_totals,
     follow_accounts,
     follow_investment_bounds,
     follow_question,
+    group_of,
     investment_bounds,
     investment_problem,
     leader_view,
@@ -44,7 +48,7 @@ from synctui.tui.screens.access import sync_app as _sync_app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.columns import SortState
 from synctui.tui.widgets.follower_table import OFFLINE
-from synctui.tui.widgets.format import money, percent, price, qty
+from synctui.tui.widgets.format import money, percent, plain, price, qty
 from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
@@ -222,7 +226,7 @@ class CopyDialog(FormModal):
     def _show_choices(self) -> None:
         engine = self.engine
         name = self.group
-        group = engine.state.groups.groups.get(name) if name else None
+        group = group_of(engine, name)
         accounts = follow_accounts(engine, group) if group else []
         select = self.query_one("#account", Select)
         # The available funds are in the hint below, live: one figure, not two.
@@ -402,7 +406,8 @@ class InvestmentModal(_CopySettingModal):
         return investment_problem(text, low, high)
 
     def compose(self) -> ComposeResult:
-        copy = self.engine.state.copies[(self.group, self.account)]
+        copy = copy_row(self.engine, self.group, self.account)
+        assert copy is not None
         low, high = investment_bounds(self.engine, self.group, self.account)
         with Vertical(classes="modal"):
             yield Label(literal(f"Investment of {self.account}'s copy of {self.group}"),
@@ -437,7 +442,8 @@ class StopLossModal(_CopySettingModal):
     FIELD = "stop-loss"
 
     def compose(self) -> ComposeResult:
-        copy = self.engine.state.copies[(self.group, self.account)]
+        copy = copy_row(self.engine, self.group, self.account)
+        assert copy is not None
         with Vertical(classes="modal"):
             yield Label(literal(f"Stop loss of {self.account}'s copy of {self.group}"),
                         classes="modal-title")
@@ -564,7 +570,7 @@ class CopyDetailScreen(Screen[None]):
 
 COLUMNS = [("key", "Copy"), ("status", "Status"), ("investment", "Investment"),
            ("equity", "Equity"), ("realized", "Realized"), ("unrealized", "Unrealized"),
-           ("roi", "ROI"), ("positions", "Positions"), ("stop", "Stop loss")]
+           ("pnl", "P&L"), ("roi", "ROI"), ("positions", "Positions"), ("stop", "Stop loss")]
 
 
 def _cells(row: CopyRow) -> dict[str, object]:
@@ -576,8 +582,25 @@ def _cells(row: CopyRow) -> dict[str, object]:
     return {"key": key, "status": row.status.value,
             "investment": _amount(row.investment),
             "equity": _amount(row.equity), "realized": money(row.realized),
-            "unrealized": money(row.unrealized), "roi": percent(row.roi),
+            "unrealized": money(row.unrealized), "pnl": money(row.pnl),
+            "roi": percent(row.roi),
             "positions": str(row.positions), "stop": stop}
+
+
+def totals_text(totals: CopyTotals) -> Text:
+    """My Copies' foot: the copies at work, summed."""
+    if not totals.copies:
+        return Text("No copy at work.", style="dim")
+    text = Text(f"{totals.copies} {'copy' if totals.copies == 1 else 'copies'} at work  "
+                "invested ", style="dim")
+    text.append(_amount(totals.investment))
+    text.append("  equity ", style="dim")
+    text.append(_amount(totals.equity))
+    text.append("  P&L ", style="dim")
+    text.append_text(plain(money(totals.pnl)))
+    text.append("  ROI ", style="dim")
+    text.append_text(plain(percent(totals.roi)))
+    return text
 
 
 class CopiesScreen(Screen[None]):
@@ -587,6 +610,7 @@ class CopiesScreen(Screen[None]):
     CopiesScreen { padding: 0 1; }
     CopiesScreen #copies { height: 1fr; }
     CopiesScreen #copies-hint { height: auto; color: $text-muted; }
+    CopiesScreen #copies-totals { height: 1; }
     """
     BINDINGS = [
         Binding("escape", "app.dashboard", "Back"),
@@ -600,6 +624,7 @@ class CopiesScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sorting = SortState()
+        self._shown: dict[str, CopyRow] = {}  # the rows on screen, by key
 
     @property
     def engine(self) -> Engine:
@@ -608,6 +633,7 @@ class CopiesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Label("My Copies (Smart Sync)", classes="section")
         yield DataTable(id="copies", cursor_type="row", zebra_stripes=True)
+        yield Static(id="copies-totals")
         yield Static("n new copy   enter details   i investment   s stop loss   u unfollow",
                      id="copies-hint")
         yield Footer()
@@ -630,6 +656,7 @@ class CopiesScreen(Screen[None]):
         """Update the table by row key: add, update, remove; never clear."""
         table = self.query_one("#copies", DataTable)
         rows = copy_rows(self.engine)
+        self._shown = {r.key: r for r in rows}
         keys = {r.key for r in rows}
         for key in [k for k in table.rows if k.value not in keys]:
             table.remove_row(key)
@@ -643,6 +670,7 @@ class CopiesScreen(Screen[None]):
                 if str(table.get_cell(row.key, column)) != str(value):
                     table.update_cell(row.key, column, value, update_width=column == "key")
         self.sorting.apply(table)
+        self.query_one("#copies-totals", Static).update(totals_text(copy_totals(rows)))
 
     @on(DataTable.HeaderSelected, "#copies")
     def _sort(self, event: DataTable.HeaderSelected) -> None:
@@ -655,8 +683,8 @@ class CopiesScreen(Screen[None]):
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         assert key is not None
-        copy = next(c for c in self.engine.state.copies.values() if c.key == key)
-        return copy.group, copy.account
+        row = self._shown.get(key)
+        return (row.group, row.account) if row is not None else None
 
     def _after(self, changed: bool | None) -> None:
         self.refresh_rows()
@@ -677,7 +705,9 @@ class CopiesScreen(Screen[None]):
         chosen = self.selected()
         if chosen is None:
             return None
-        copy = self.engine.state.copies[chosen]
+        copy = copy_row(self.engine, *chosen)
+        if copy is None:
+            return None
         if copy.status is CopyStatus.ENDED:
             self.notify(f"{copy.key} has ended: n follows again.", severity="warning", markup=False)
             return None
@@ -687,7 +717,8 @@ class CopiesScreen(Screen[None]):
         chosen = self._live()
         if chosen is None:
             return
-        if self.engine.state.copies[chosen].status is CopyStatus.STOPPED:
+        copy = copy_row(self.engine, *chosen)
+        if copy is not None and copy.status is CopyStatus.STOPPED:
             self.notify("A stopped copy's investment cannot be changed: unfollow it.",
                         severity="warning", markup=False)
             return
@@ -703,9 +734,9 @@ class CopiesScreen(Screen[None]):
         if chosen is None:
             return
         group, account = chosen
-        copy = self.engine.state.copies[chosen]
         detail = copy_detail(self.engine, group, account)
         assert detail is not None
+        copy = detail.row
         held = len(detail.positions)
         positions = (f"its {held} open position{'s' if held != 1 else ''} close at market"
                      if held and not copy.funds_returned else "it holds no open position")

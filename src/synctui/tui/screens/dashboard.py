@@ -27,8 +27,12 @@ from synctui.engine.views import (
     contracts,
     cross_exposure,
     default_contract,
+    desk_names,
     follower_rows,
+    follower_totals,
+    group_of,
     group_summaries,
+    held,
     leader_view,
     resync_consequence,
     resync_preview,
@@ -40,13 +44,13 @@ from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.screens.cross_picker import REMOVE, CrossPicker
 from synctui.tui.widgets.activity_log import LogPanel
 from synctui.tui.widgets.follower_table import FollowerTable
-from synctui.tui.widgets.format import qty
+from synctui.tui.widgets.format import money, plain, qty
 from synctui.tui.widgets.group_list import GroupList
 from synctui.tui.widgets.leader_panel import LeaderPanel
 from synctui.tui.widgets.text import literal
 
 if TYPE_CHECKING:
-    from synctui.engine.views import BrokerState, GroupSummary
+    from synctui.engine.views import BrokerState, FollowerTotals, GroupSummary
     from synctui.tui.app import SyncApp
 
 
@@ -129,6 +133,7 @@ class Dashboard(Screen[None]):
                 yield LeaderPanel(id="leader")
                 yield Static(id="contracts")
                 yield FollowerTable(id="followers")
+                yield Static(id="follower-totals")
                 with Horizontal(id="actions"):
                     yield Button("Flatten Position (f)", id="flatten-position")
                     yield Button("Cancel Orders (o)", id="cancel-orders", variant="warning")
@@ -155,7 +160,7 @@ class Dashboard(Screen[None]):
     def current_group(self) -> Group | None:
         if self.group_name is None:
             return None
-        return self.engine.state.groups.groups.get(self.group_name)
+        return group_of(self.engine, self.group_name)
 
     def refresh_views(self) -> None:
         engine = self.engine
@@ -172,10 +177,10 @@ class Dashboard(Screen[None]):
             self.contract = default_contract(engine, group, self.contracts) if group else None
         self._render_contracts()
         table = self.query_one(FollowerTable)
-        if group is not None and self.contract is not None:
-            table.show(follower_rows(engine, group, self.contract))
-        else:
-            table.show([])
+        rows = (follower_rows(engine, group, self.contract)
+                if group is not None and self.contract is not None else [])
+        table.show(rows)
+        self._render_totals(follower_totals(rows) if rows else None)
         self._render_price()
         self._render_log()
         self._render_status(summaries)
@@ -190,6 +195,21 @@ class Dashboard(Screen[None]):
             text.append(" ")
         text.append("  [ ] switch", style="dim")
         self.query_one("#contracts", Static).update(text)
+
+    def _render_totals(self, totals: FollowerTotals | None) -> None:
+        """The follower table's foot: the contract's unrealized over the followers, and
+        what their accounts made in all."""
+        text = Text()
+        if totals is not None:
+            text.append("Followers' total  ", style="dim")
+            text.append(f"uPnL {self.contract} ", style="dim")
+            text.append_text(plain(money(totals.unrealized)))
+            text.append("  rPnL ", style="dim")
+            text.append_text(plain(money(totals.realized)))
+            text.append("  P&L ", style="dim")
+            text.append_text(plain(money(totals.pnl)))
+            text.append(" (all contracts)", style="dim")
+        self.query_one("#follower-totals", Static).update(text)
 
     def _render_price(self) -> None:
         if self.contract is None:
@@ -341,9 +361,9 @@ class Dashboard(Screen[None]):
             return
         group, symbol, follower = chosen
         traded = group.traded_symbol(follower, symbol)
-        broker = self.engine.broker_of(follower)
-        held = broker.position(follower, broker.symbols.native(traded))
-        what = f"its {qty(held)} {traded} position" if held else f"its (flat) {traded} position"
+        position = held(self.engine, follower, traded)
+        what = (f"its {qty(position)} {traded} position" if position
+                else f"its (flat) {traded} position")
         self._confirm(
             f"Flatten {traded} for {follower}?",
             f"Cancels {follower}'s working {traded} orders and closes {what} at market.",
@@ -417,7 +437,7 @@ class Dashboard(Screen[None]):
                             desk_wide=True)
 
     def action_emergency_stop(self) -> None:
-        count = len(self.engine.state.groups.groups)
+        count = len(desk_names(self.engine).groups)
         self._confirm(
             "EMERGENCY STOP?",
             f"Flattens every position and cancels every working order in all {count} "

@@ -46,13 +46,16 @@ from synctui.engine.group_views import (
     disconnected_broker,
     free_accounts,
     group_rows,
+    group_totals,
+    unassigned_accounts,
 )
+from synctui.engine.views import desk_names
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app as _app
 from synctui.tui.screens.confirm import ConfirmModal
 from synctui.tui.widgets.columns import SortState
 from synctui.tui.widgets.follower_table import OFFLINE
-from synctui.tui.widgets.format import money
+from synctui.tui.widgets.format import money, plain
 from synctui.tui.widgets.group_list import BADGE
 from synctui.tui.widgets.text import choices, literal
 
@@ -71,6 +74,7 @@ class GroupsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Label("Groups", classes="section")
         yield DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="groups-totals")
         with Horizontal(id="groups-actions"):
             yield Button("+ New Group (n)", id="new-group", variant="primary")
             yield Button("Settings (enter)", id="open-group")
@@ -80,7 +84,7 @@ class GroupsScreen(Screen[None]):
         table = self.query_one(DataTable)
         for key, label in (("name", "Group"), ("status", "Status"), ("leader", "Leader"),
                            ("followers", "Followers"), ("copies", "Smart Sync"),
-                           ("today", "Today's PnL")):
+                           ("today", "Leader today"), ("pnl", "Followers' P&L")):
             table.add_column(label, key=key)
         self.refresh_rows()
         table.focus()
@@ -99,15 +103,23 @@ class GroupsScreen(Screen[None]):
         table = self.query_one(DataTable)
         current = table.cursor_row
         table.clear()
-        for row in group_rows(_app(self).desk.engine):
+        rows = group_rows(_app(self).desk.engine)
+        for row in rows:
             badge, style = BADGE[row.status]
             status = Text(f" {badge} ", style=style)
             if row.reason:
                 status.append(f" {row.reason}", style="dim italic")
             table.add_row(literal(row.name), status,
                           literal(row.leader) if row.leader else literal("none", "dim"),
-                          str(row.followers), str(row.copies), money(row.today), key=row.name)
+                          str(row.followers), str(row.copies), money(row.today),
+                          money(row.followers_pnl), key=row.name)
         self.sorting.apply(table)
+        sums = group_totals(rows)
+        totals = Text("All groups  leaders today ", style="dim")
+        totals.append_text(plain(money(sums.today)))
+        totals.append("  followers' P&L ", style="dim")
+        totals.append_text(plain(money(sums.followers_pnl)))
+        self.query_one("#groups-totals", Static).update(totals)
         if table.row_count:
             table.move_cursor(row=min(current, table.row_count - 1))
 
@@ -173,12 +185,11 @@ class NewGroupModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         engine = _app(self).desk.engine
-        book = engine.state.groups
-        free = [a for a in engine.state.accounts if book.role_of(a) is None]
+        free = unassigned_accounts(engine)
         with Vertical(id="new-group", classes="modal"):
             yield Label("New Group", classes="modal-title")
             yield Input(placeholder="name", id="group-name",
-                        validators=[GroupName(set(book.groups))])
+                        validators=[GroupName(set(desk_names(engine).groups))])
             yield Label("", id="name-help", classes="hint")
             yield Label("Leader (optional: without one the group is Not Configured)")
             yield Select(choices(free), prompt="no leader", id="group-leader")

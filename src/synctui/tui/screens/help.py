@@ -30,6 +30,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("A", "Accounts: balances, margin, risk limits, reset a breach (r)"),
     ("M", "My Copies: Smart Sync copies, new copy (n), details, investment, stop loss, "
           "unfollow (u)"),
+    ("H", "History: every order and fill from the database; filter by group, account, "
+          "symbol, kind; / search; e export CSV"),
     ("escape", "back to the dashboard (from a section), or close a dialog"),
     ("g", "activity log: this group only / all groups"),
     ("l", "the full activity log"),

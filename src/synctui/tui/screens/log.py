@@ -11,6 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Select
 
+from synctui.engine.views import desk_names
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.access import sync_app
 from synctui.tui.widgets.activity_log import LogPanel
@@ -35,7 +36,7 @@ class LogScreen(Screen[None]):
         from synctui.tui.app import SyncApp
 
         assert isinstance(app, SyncApp)
-        names = list(app.desk.engine.state.groups.groups)
+        names = list(desk_names(app.desk.engine).groups)
         yield Label("Activity log, newest first", classes="section")
         yield Select([(literal("All groups"), ALL), *choices(names)], value=ALL,
                      allow_blank=False, id="log-filter")

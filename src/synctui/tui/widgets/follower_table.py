@@ -37,14 +37,15 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("avg", "Avg", 9),
     ("upnl", "uPnL", 9),
     ("rpnl", "Acct rPnL", 9),  # the account's, all contracts: no per-contract figure
+    ("pnl", "Acct P&L", 9),  # the account's realized + unrealized, all contracts
     ("status", "Status", 10),
     ("latency", "Latency", 9),
     ("flatten", " ", None),
 )
 # Which columns go first when the table is narrower than all of them (an 80-column
 # terminal): the account, its position, P&L and status stay to the last.
-DROP_ORDER = ("latency", "flatten", "avg", "cross", "minus", "plus", "broker", "rpnl", "sync",
-              "ratio")
+DROP_ORDER = ("flatten", "rpnl", "latency", "avg", "cross", "minus", "plus", "broker", "pnl",
+              "sync", "ratio")
 # Content widths of the columns sized to their content, as the demo desk renders them.
 GUESSED_WIDTH = {"account": 7, "broker": 9, "minus": 3, "plus": 3, "flatten": 7}
 STATUS_STYLE = {
@@ -112,6 +113,7 @@ RENDER: dict[str, Callable[[FollowerRow], Any]] = {
     "avg": lambda r: Text(price(r.avg_price, r.traded), justify="right"),
     "upnl": lambda r: money(r.unrealized),
     "rpnl": lambda r: money(r.realized),
+    "pnl": lambda r: money(r.pnl),
     "status": status_cell,
     "latency": latency_cell,
     "flatten": lambda r: Text("flatten", style="underline"),
@@ -122,7 +124,7 @@ FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "ratio": ("minus", "ratio", "plus"), "cross": ("cross",), "traded": (),
     "position": ("position",), "avg_price": ("avg",), "unrealized": ("upnl",),
     "realized": ("rpnl",), "status": ("status",), "difference": ("status",),
-    "connected": ("broker",), "latency": ("latency",),
+    "connected": ("broker",), "latency": ("latency",), "pnl": ("pnl",),
 }
 
 

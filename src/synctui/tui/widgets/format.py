@@ -46,6 +46,11 @@ def money(value: Decimal) -> Text:
     return Text(("+" if value > 0 else "") + text, style=style, justify="right")
 
 
+def plain(text: Text) -> Text:
+    """A money Text without its right-justification, to sit inside a sentence."""
+    return Text(text.plain, style=text.style)
+
+
 def percent(value: Decimal | None) -> Text:
     """A return as a signed percentage to two places ("+4.25%"), coloured like money."""
     if value is None:

@@ -10,15 +10,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from synctui.engine.views import LeaderView
-from synctui.tui.widgets.format import money, price, qty
+from synctui.tui.widgets.format import money, plain, price, qty
 from synctui.tui.widgets.text import literal
 
 CENTS = Decimal("0.01")
-
-
-def _plain(text: Text) -> Text:
-    """A money Text without its right-justification, to sit inside a sentence."""
-    return Text(text.plain, style=text.style)
 
 
 def render_leader(view: LeaderView | None) -> RichGroup | Text:
@@ -34,8 +29,8 @@ def render_leader(view: LeaderView | None) -> RichGroup | Text:
     else:
         head.append(f"{view.broker} ○ offline", style="bold red")
     for label, value in ((" equity ", Text(f"{view.equity.quantize(CENTS):,}")),
-                         ("  unrealized ", _plain(money(view.unrealized))),
-                         ("  realized ", _plain(money(view.realized)))):
+                         ("  unrealized ", plain(money(view.unrealized))),
+                         ("  realized ", plain(money(view.realized)))):
         head.append(label, style="dim")
         head.append_text(value)
     if view.breached:
