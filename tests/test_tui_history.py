@@ -139,3 +139,30 @@ async def test_history_fits_80_columns_keeping_time_account_and_price(tmp_path: 
         keys = [c.value for c in table.columns]
         assert {"time", "account", "symbol", "side", "qty", "price"} <= set(keys)
         assert table.virtual_size.width <= 80
+
+
+async def test_a_price_tick_reads_no_history_and_a_fill_does(tmp_path: Path) -> None:
+    app = db_app(tmp_path / "desk.db")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("H")
+        await shown(pilot)
+        history = app.desk.history
+        assert history is not None
+        reads: list[object] = []
+        real_rows = history.rows
+
+        async def rows(*args: object, **kwargs: object) -> object:
+            reads.append(args)
+            return await real_rows(*args, **kwargs)  # type: ignore[arg-type]
+
+        history.rows = rows  # type: ignore[method-assign]
+        for price in (21010, 21020, 21030):
+            await app.desk.run(lambda e, p=price: e.set_price("MNQ", Decimal(p)))
+            await asyncio.sleep(0.15)
+            await shown(pilot)
+        assert reads == []
+        await app.desk.run(lambda e: e.place_order("LEAD-1", "MNQ", Side.SELL,
+                                                   qty=Decimal(1)))
+        await asyncio.sleep(0.15)
+        await shown(pilot)
+        assert len(reads) == 1

@@ -170,6 +170,9 @@ class History:
     def __init__(self, database: Path) -> None:
         self.database = database
         self._running: set[asyncio.Future[Any]] = set()
+        # Counts the store's commits that wrote orders or fills: a reader that saw this
+        # version has nothing new to read (a price tick changes no history).
+        self.version = 0
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(f"{self.database.as_uri()}?mode=ro", uri=True,

@@ -95,6 +95,7 @@ class _Batch:
     """Statements of one transaction, in order, each with its rows."""
 
     steps: list[tuple[str, Rows]] = field(default_factory=list)
+    history: bool = False  # it writes orders or fills: the blotter has news
 
     def add(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         """Rows for `sql`; joined to the step before when it is the same statement, so
@@ -294,6 +295,8 @@ class Store:
                 raise self.failed from None
             self.commits += 1
             self._unchecked_rows += count
+            if batch.history:
+                self.history.version += 1
         self.checkpoint_soon()
 
     def checkpoint_soon(self) -> None:
@@ -451,6 +454,7 @@ class Store:
         batch.add(
             "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             fills)
+        batch.history = batch.history or bool(orders or fills)
         batch.add("UPDATE brokers SET next_order = ?, next_fill = ? WHERE name = ?",
                   [(*broker.counters(), name)])
 

@@ -92,6 +92,7 @@ class HistoryScreen(Screen[None]):
         self.rows: list[HistoryRow] | None = None  # as last read; None before the first
         self._reading = False
         self._again = False
+        self._read_at: tuple[int, HistoryQuery] | None = None  # what the rows are of
         self.shown: tuple[str, ...] = tuple(k for k, _, _ in COLUMNS)
 
     @property
@@ -121,7 +122,11 @@ class HistoryScreen(Screen[None]):
         self.reload()
 
     def on_desk_changed(self, message: DeskChanged) -> None:
-        self.reload()
+        """Read again only when the database has new orders or fills: a price tick
+        (ten a second in the demo) changes none."""
+        history = self.sync_app.desk.history
+        if history is None or self._read_at != (history.version, self.query_now):
+            self.reload()
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -161,14 +166,17 @@ class HistoryScreen(Screen[None]):
                     self._say("History needs a database: this desk is kept in memory.")
                     return
                 query = self.query_now
+                version = history.version
                 try:
                     rows = await history.rows(query)
                 except (sqlite3.Error, OSError) as error:
                     self._say(f"The history cannot be read: {error}")
                     return
-                if query == self.query_now and rows != self.rows:
-                    self.rows = rows
-                    self._show_rows()
+                if query == self.query_now:
+                    self._read_at = (version, query)
+                    if rows != self.rows:
+                        self.rows = rows
+                        self._show_rows()
                 if not self._again and query == self.query_now:
                     return
         finally:
