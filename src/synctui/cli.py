@@ -39,7 +39,39 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes, a few seconds (a smoke run, not a measurement)")
+    exchange = commands.add_parser(
+        "exchange", help="the loopback exchange: Binance USD-M futures' API on 127.0.0.1")
+    exchange_commands = exchange.add_subparsers(dest="exchange_command", required=True)
+    serve = exchange_commands.add_parser(
+        "serve", help="serve the REST and private websocket API on 127.0.0.1 until Ctrl+C")
+    serve.add_argument("--port", type=int, default=8765, help="the port (default 8765)")
+    serve.add_argument("--accounts", type=Path, required=True,
+                       help='a JSON file: {"accounts": [{"id": "A", "api_key": "...", '
+                            '"secret": "...", "balance": 10000}]}')
     return parser
+
+
+def _serve_exchange(port: int, accounts: Path) -> int:
+    from synctui.exchange.server import serve_forever
+    from synctui.exchange.venue import load_accounts
+
+    if not 0 <= port <= 65535:
+        print(f"synctui: --port {port} is not a port (0 to 65535)", file=sys.stderr)
+        return 2
+    try:
+        loaded = load_accounts(accounts)
+    except ValueError as error:
+        print(f"synctui: {error}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve_forever(loaded, port))
+    except OSError as error:
+        print(f"synctui: cannot listen on 127.0.0.1:{port} ({error.strerror or error})",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def _replay(file: Path, as_json: bool, db: Path | None) -> int:
@@ -107,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args.file, args.json, args.db)
+    if args.command == "exchange":
+        return _serve_exchange(args.port, args.accounts)
     if args.command == "bench":
         from synctui.bench.run import main as bench
 

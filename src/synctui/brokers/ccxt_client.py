@@ -1,0 +1,72 @@
+"""Reaching a real exchange through ccxt (issue 13): making the client, pointing it at
+another base URL (an exchange's own test host, or synctui's loopback exchange), and
+what its errors mean for a copy.
+
+ccxt is used unmodified: a base URL replaces the scheme and host of every REST and
+websocket address in the exchange's `urls["api"]`, which is what ccxt itself
+documents for proxies and testnets whose paths match production's.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+import ccxt
+import ccxt.pro
+
+_HOST = re.compile(r"^(https?|wss?)://[^/]+")
+
+
+def point_at(urls: dict[str, Any], base_url: str) -> None:
+    """Every address of `urls` (nested) on `base_url`'s host: https to its http(s),
+    wss to the matching ws(s)."""
+    secure = base_url.startswith("https://")
+    host = _HOST.sub("", base_url).rstrip("/")
+    authority = base_url.split("://", 1)[1].split("/", 1)[0] if "://" in base_url else host
+    for key, value in urls.items():
+        if isinstance(value, dict):
+            point_at(value, base_url)
+        elif isinstance(value, str) and _HOST.match(value):
+            scheme = value.split("://", 1)[0]
+            websocket = scheme.startswith("ws")
+            new = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
+            urls[key] = _HOST.sub(f"{new}://{authority}", value)
+
+
+def make_client(exchange: str, api_key: str, secret: str, *, base_url: str | None = None,
+                sandbox: bool = False) -> Any:
+    """A ccxt.pro client (REST and websockets) for `exchange` (a ccxt id such as
+    "binanceusdm"), on its testnet when `sandbox`, or on `base_url`."""
+    try:
+        cls = getattr(ccxt.pro, exchange)
+    except AttributeError:
+        raise ValueError(f"ccxt has no exchange {exchange!r} with websockets") from None
+    client = cls({"apiKey": api_key, "secret": secret, "enableRateLimit": True,
+                  "options": {"defaultType": "swap"}})
+    if sandbox:
+        client.set_sandbox_mode(True)
+    if base_url is not None:
+        point_at(client.urls["api"], base_url)
+    return client
+
+
+class Failure(StrEnum):
+    """What a failed request means for the order it carried."""
+
+    PERMANENT = "permanent"  # the exchange said no: report the copy failed
+    TRANSIENT = "transient"  # no answer, or not now: ask again with the same client id
+
+
+# ccxt's error classes, most specific first: a RateLimitExceeded is also a NetworkError.
+_TRANSIENT = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.RequestTimeout,
+              ccxt.ExchangeNotAvailable, ccxt.OnMaintenance, ccxt.NetworkError,
+              ccxt.InvalidNonce)
+
+
+def classify(error: BaseException) -> Failure:
+    """Transient: rate limits, timeouts, an exchange down or unreachable, a clock out
+    of the receive window (re-signed, it passes). Everything else the exchange
+    answered (a bad signature, too little margin, an invalid order) is permanent."""
+    return Failure.TRANSIENT if isinstance(error, _TRANSIENT) else Failure.PERMANENT
