@@ -59,14 +59,30 @@ class Failure(StrEnum):
     TRANSIENT = "transient"  # no answer, or not now: ask again with the same client id
 
 
-# ccxt's error classes, most specific first: a RateLimitExceeded is also a NetworkError.
-_TRANSIENT = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.RequestTimeout,
-              ccxt.ExchangeNotAvailable, ccxt.OnMaintenance, ccxt.NetworkError,
-              ccxt.InvalidNonce)
+# ccxt's error classes that mean "not now": a RateLimitExceeded is also a NetworkError.
+_TRANSIENT = (ccxt.NetworkError,)
+# ccxt maps an exchange's codes to its classes differently from one API section to the
+# next (Binance's -2019 "Margin is insufficient" is InsufficientFunds in one and
+# OperationFailed in another), so where the answer carries the exchange's own code,
+# that code decides. Binance's: unknown or internal error, too many requests, backend
+# timeout, server busy, timestamp out of the window.
+_TRANSIENT_CODES = frozenset({-1000, -1001, -1003, -1007, -1008, -1021})
+INSUFFICIENT_CODES = frozenset({-2018, -2019})
+_CODE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def exchange_code(error: BaseException) -> int | None:
+    """The exchange's own error code in a ccxt error's message, when it has one."""
+    found = _CODE.search(str(error))
+    return int(found.group(1)) if found else None
 
 
 def classify(error: BaseException) -> Failure:
-    """Transient: rate limits, timeouts, an exchange down or unreachable, a clock out
-    of the receive window (re-signed, it passes). Everything else the exchange
-    answered (a bad signature, too little margin, an invalid order) is permanent."""
+    """Transient: rate limits, timeouts, an exchange down or unreachable, an internal
+    error it asks to retry, a clock out of the receive window (re-signed, it passes).
+    Everything else the exchange answered (a bad signature, too little margin, an
+    invalid order) is permanent."""
+    code = exchange_code(error)
+    if code is not None:
+        return Failure.TRANSIENT if code in _TRANSIENT_CODES else Failure.PERMANENT
     return Failure.TRANSIENT if isinstance(error, _TRANSIENT) else Failure.PERMANENT

@@ -54,6 +54,12 @@ class SymbolMap:
         self._to_native[instrument.symbol] = native
         self._to_catalog[native] = instrument.symbol
 
+    def set(self, symbol: str, native: str) -> None:
+        """Name a catalog symbol as a broker lists it (an exchange's markets, at start)."""
+        self._to_catalog.pop(self._to_native.get(symbol, ""), None)
+        self._to_native[symbol] = native
+        self._to_catalog[native] = symbol
+
     def native(self, symbol: str) -> str:
         try:
             return self._to_native[symbol]

@@ -38,6 +38,8 @@ class LoopbackExchange:
         self.venue = venue
         self.port = port
         self.throttle = 0  # the next private requests answered 429, as a rate limit
+        self.drop_answers = 0  # the next orders placed whose answers are lost (503)
+        self.dropped = 0
         self.requests = 0
         self._runner: web.AppRunner | None = None
         self._keys: dict[str, str] = {}  # listen key -> account
@@ -64,6 +66,7 @@ class LoopbackExchange:
             ("GET", "/fapi/v1/order", self._signed(self._query)),
             ("DELETE", "/fapi/v1/order", self._signed(self._cancel)),
             ("GET", "/fapi/v1/openOrders", self._signed(self._open_orders)),
+            ("GET", "/fapi/v1/userTrades", self._signed(self._user_trades)),
             ("GET", "/fapi/v2/account", self._signed(self._account)),
             ("GET", "/fapi/v3/account", self._signed(self._account)),
             ("GET", "/fapi/v2/balance", self._signed(self._balance)),
@@ -91,12 +94,13 @@ class LoopbackExchange:
             self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
-        """Down, as a crashed server is: every stream closes, listen keys are forgotten."""
+        """Down, as a server that crashed: every connection and stream drops. The books
+        and the listen keys stay (Binance keeps a listen key for an hour): `start`
+        again on the same port is the exchange back."""
         for sockets in list(self._sockets.values()):
             for socket in list(sockets):
                 await socket.close()
         self._sockets.clear()
-        self._keys.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -107,9 +111,17 @@ class LoopbackExchange:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests += 1
         try:
-            return await handler(request)
+            answer = await handler(request)
         except ApiError as error:
             return web.json_response(error.body(), status=error.status)
+        if (self.drop_answers > 0 and request.method == "POST"
+                and request.path == "/fapi/v1/order" and answer.status == 200):
+            # the order was placed; the client never learns it (a lost answer)
+            self.drop_answers -= 1
+            self.dropped += 1
+            return web.json_response({"code": -1001, "msg": "Internal error; unable to "
+                                      "process your request. Please try again."}, status=503)
+        return answer
 
     def _account_of_key(self, request: web.Request) -> ApiAccount:
         key = request.headers.get("X-MBX-APIKEY", "")
@@ -218,6 +230,9 @@ class LoopbackExchange:
         return [self.venue.order_json(o)
                 for o in self.venue.open_orders(account.id, params.get("symbol"))]
 
+    async def _user_trades(self, account: ApiAccount, params: dict[str, str]) -> Any:
+        return self.venue.user_trades(account.id, params)
+
     async def _account(self, account: ApiAccount, params: dict[str, str]) -> Any:
         return self.venue.account_json(account.id)
 
@@ -312,9 +327,12 @@ class LoopbackExchange:
         return web.json_response({"symbol": body.get("symbol"), "price": text(price)})
 
     async def _set_throttle(self, request: web.Request) -> web.Response:
+        """{"requests": n}: the next n private requests are answered 429; {"drop": n}: the
+        answers of the next n orders placed are lost (503, the order stands)."""
         body = await request.json()
         self.throttle = int(body.get("requests", 0))
-        return web.json_response({"throttle": self.throttle})
+        self.drop_answers = int(body.get("drop", 0))
+        return web.json_response({"throttle": self.throttle, "drop": self.drop_answers})
 
 
 def _unsigned(raw: str) -> str:

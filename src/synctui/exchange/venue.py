@@ -26,7 +26,7 @@ from synctui.brokers.base import OrderRequest
 from synctui.brokers.events import BrokerEvent, Fill, OrderCancelled, OrderFailed, OrderPlaced
 from synctui.brokers.sim import BrokerSettings, SimBroker
 from synctui.domain.clock import Clock, SystemClock
-from synctui.domain.errors import OrderRejected, Refused
+from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.instruments import Catalog, Instrument, Market
 from synctui.domain.orders import MarginMode, OrderType, Side
 from synctui.domain.prices import PriceBook
@@ -149,6 +149,7 @@ class Venue:
         self._next_trade = 5_000_001
         self._pending: VenueOrder | None = None  # being placed: the broker's reports are its
         self.listeners: list[Push] = []
+        self.trades: dict[str, list[dict[str, Any]]] = {a.id: [] for a in self.accounts}
         self.broker.subscribe(self._on_broker)
 
     # --- the listed markets -------------------------------------------------------------
@@ -202,8 +203,9 @@ class Venue:
         try:
             order.sim_id = self.broker.place_order(account, request)
         except OrderRejected as rejected:
-            raise ApiError(400, -2019 if "margin" in rejected.message else -2010,
-                           rejected.message) from None
+            if rejected.reason is RejectReason.INSUFFICIENT_MARGIN:
+                raise ApiError(400, -2019, "Margin is insufficient.") from None
+            raise ApiError(400, -2010, rejected.message) from None
         except Refused as refused:
             raise ApiError(400, -4003 if "quantity" in refused.message else -1102,
                            refused.message) from None
@@ -242,6 +244,20 @@ class Venue:
             raise ApiError(400, -2011, "Unknown order sent.")
         self.broker.cancel_order(order.sim_id)
         return order
+
+    def user_trades(self, account: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """An account's trades in a symbol, oldest first: from `fromId`, or from
+        `startTime`, at most `limit` (Binance's default 500)."""
+        symbol = self.instrument(params.get("symbol", "")).symbol
+        try:
+            limit = min(int(params.get("limit", "500")), 1000)
+            start = int(params.get("startTime", "0"))
+            first = int(params.get("fromId", "0"))
+        except ValueError:
+            raise bad_param("Parameter 'limit', 'startTime' or 'fromId' is invalid.") from None
+        rows = [t for t in self.trades.get(account, []) if t["symbol"] == symbol
+                and t["time"] >= start and t["id"] >= first]
+        return rows[:limit]
 
     def open_orders(self, account: str, symbol: str | None) -> list[VenueOrder]:
         return [o for o in self.orders.values() if o.account == account
@@ -307,6 +323,14 @@ class Venue:
             order.update_time = self.now_ms()
             trade = self._next_trade
             self._next_trade += 1
+            now = self.now_ms()
+            self.trades.setdefault(event.account, []).append({
+                "symbol": order.symbol, "id": trade, "orderId": order.order_id,
+                "side": order.side.value.upper(), "price": text(event.price),
+                "qty": text(event.qty), "realizedPnl": text(event.realized),
+                "marginAsset": "USDT", "quoteQty": text(event.qty * event.price),
+                "commission": text(event.fee), "commissionAsset": "USDT", "time": now,
+                "positionSide": "BOTH", "buyer": order.side is Side.BUY, "maker": False})
             self._order_event(order, "TRADE", (event, trade))
             self._account_event(event.account, "ORDER")
         elif isinstance(event, OrderCancelled | OrderFailed):

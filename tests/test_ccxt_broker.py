@@ -1,0 +1,210 @@
+"""The ccxt broker against the loopback exchange (issue 13, items 1 and 4): real ccxt,
+a real server on 127.0.0.1, the engine copying between them and a simulated broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from synctui.brokers.ccxt_broker import CcxtBroker, ExchangeAccount
+from synctui.brokers.ccxt_client import make_client
+from synctui.brokers.sim import BrokerSettings, SimBroker
+from synctui.domain.clock import SystemClock
+from synctui.domain.instruments import Catalog, Market
+from synctui.domain.prices import PriceBook
+from synctui.engine.engine import Engine
+from synctui.exchange.server import LoopbackExchange
+from synctui.exchange.venue import ApiAccount, Venue
+
+BTC = "BTC/USDT:USDT"
+KEYS = {"LEAD": ("k-lead", "s-lead"), "F1": ("k-f1", "s-f1"), "F2": ("k-f2", "s-f2")}
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[LoopbackExchange]:
+    venue = Venue([ApiAccount(a, k, s, Decimal(50000)) for a, (k, s) in KEYS.items()])
+    server = LoopbackExchange(venue)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def desk(exchange: LoopbackExchange) -> tuple[Engine, CcxtBroker, SimBroker]:
+    """LEAD and F1 at the loopback exchange, SIM-1 at a simulated perps broker; group G
+    copies LEAD to F1 at x2 and to SIM-1 at x1."""
+    catalog = Catalog()
+    prices = PriceBook(catalog)
+    prices.set("BTCUSDT", Decimal(65000))
+    clock = SystemClock()
+    live = CcxtBroker("loopback", catalog, prices, "binanceusdm",
+                      [ExchangeAccount(a, *KEYS[a]) for a in ("LEAD", "F1")],
+                      base_url=exchange.url, clock=clock)
+    await live.start()
+    sim = SimBroker("sim", catalog, prices, BrokerSettings(markets=frozenset({Market.PERPS})),
+                    clock)
+    engine = Engine({"loopback": live, "sim": sim}, prices, catalog, clock)
+    engine.add_account("LEAD", "loopback", Decimal(0))
+    engine.add_account("F1", "loopback", Decimal(0))
+    engine.add_account("SIM-1", "sim", Decimal(50000))
+    engine.create_group("G", "LEAD", ["F1", "SIM-1"])
+    engine.set_ratio("G", "F1", "BTCUSDT", 2)
+    return engine, live, sim
+
+
+async def until(engine: Engine, live: CcxtBroker, done: Callable[[], bool],
+                seconds: float = 10) -> None:
+    """Let the exchange answer and report, and the engine handle it, until `done`."""
+    for _ in range(int(seconds / 0.05)):
+        engine.poll()
+        if done():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the exchange did not get there in time")
+
+
+async def leader_trades(exchange: LoopbackExchange, side: str, qty: float,
+                        client_id: str) -> None:
+    """The leader trades at the exchange itself, as a trader does."""
+    trader = make_client("binanceusdm", *KEYS["LEAD"], base_url=exchange.url)
+    try:
+        await trader.create_order(BTC, "market", side, qty, None, {"clientOrderId": client_id})
+    finally:
+        await trader.close()
+
+
+def at_exchange(exchange: LoopbackExchange, account: str) -> Decimal:
+    return exchange.venue.broker.position(account, "BTCUSDT")
+
+
+def orders_at_exchange(exchange: LoopbackExchange, account: str) -> list[Any]:
+    return [o for o in exchange.venue.orders.values() if o.account == account]
+
+
+async def test_a_leader_s_fill_at_the_exchange_is_copied_there_and_to_a_simulated_broker(
+        exchange: LoopbackExchange) -> None:
+    engine, live, sim = await desk(exchange)
+    try:
+        await leader_trades(exchange, "buy", 0.01, "lead-1")
+        await until(engine, live, lambda: live.position("F1", BTC) != 0
+                    and sim.position("SIM-1", "BTCUSDT") != 0)
+        assert at_exchange(exchange, "F1") == Decimal("0.02")
+        assert sim.position("SIM-1", "BTCUSDT") == Decimal("0.01")
+        # the broker's mirror agrees with the exchange, exactly
+        assert live.position("F1", BTC) == Decimal("0.02")
+        assert live.position("LEAD", BTC) == Decimal("0.01")
+        await leader_trades(exchange, "sell", 0.01, "lead-2")
+        await until(engine, live, lambda: live.position("F1", BTC) == 0
+                    and sim.position("SIM-1", "BTCUSDT") == 0)
+        # each leader fill copied exactly once to each follower
+        assert len(orders_at_exchange(exchange, "F1")) == 2
+        assert all(o.client_id for o in orders_at_exchange(exchange, "F1"))
+        assert engine.out_of_sync("G") == []
+    finally:
+        await live.close()
+
+
+async def test_a_copy_whose_answer_is_lost_is_found_by_client_id_not_sent_twice(
+        exchange: LoopbackExchange) -> None:
+    engine, live, _sim = await desk(exchange)
+    try:
+        exchange.drop_answers = 1  # F1's copy reaches the exchange; its answer is lost
+        await leader_trades_unthrottled(exchange)
+        await until(engine, live, lambda: at_exchange(exchange, "F1") != 0
+                    and not engine.state.intents and not engine.state.inflight)
+        assert at_exchange(exchange, "F1") == Decimal("0.02")
+        assert len(orders_at_exchange(exchange, "F1")) == 1
+        assert exchange.dropped == 1
+    finally:
+        await live.close()
+
+
+async def test_a_rate_limited_copy_is_sent_again_and_lands_once(
+        exchange: LoopbackExchange) -> None:
+    engine, live, _sim = await desk(exchange)
+    try:
+        await asyncio.sleep(0.2)
+        exchange.throttle = 2  # the copy and the first look-up are answered 429
+        await leader_trades_unthrottled(exchange)
+        await until(engine, live, lambda: at_exchange(exchange, "F1") != 0
+                    and not engine.state.intents and not engine.state.inflight)
+        assert at_exchange(exchange, "F1") == Decimal("0.02")
+        assert len(orders_at_exchange(exchange, "F1")) == 1
+    finally:
+        await live.close()
+
+
+async def leader_trades_unthrottled(exchange: LoopbackExchange) -> None:
+    """The leader's own order is placed at the venue directly (the throttle is for
+    the copier's requests)."""
+    exchange.venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                  "quantity": "0.01", "newClientOrderId": "lead-1"})
+
+
+async def test_a_refused_copy_is_a_failure_with_the_exchange_s_reason(
+        exchange: LoopbackExchange) -> None:
+    engine, live, sim = await desk(exchange)
+    failures: list[Any] = []
+    engine.subscribe(lambda e: failures.append(e) if type(e).__name__ == "CopyFailed"
+                     else None)
+    try:
+        engine.set_ratio("G", "F1", "BTCUSDT", 10)
+        exchange.venue.broker.set_leverage("F1", "BTCUSDT", 1)  # at the exchange, by hand
+        await leader_trades(exchange, "buy", 0.1, "lead-big")  # F1 needs 65,000 of margin
+        await until(engine, live, lambda: bool(failures) and sim.position(
+            "SIM-1", "BTCUSDT") != 0)
+        assert at_exchange(exchange, "F1") == 0
+        [failure] = [f.failure for f in failures]
+        assert failure.account == "F1" and failure.reason == "insufficient_margin"
+        assert "Margin is insufficient" in failure.message or "margin" in failure.message
+    finally:
+        await live.close()
+
+
+async def test_the_exchange_down_mid_burst_and_back_copies_each_fill_exactly_once(
+        exchange: LoopbackExchange) -> None:
+    """The server dies while a copy is on its way; the leader trades twice more while it
+    is down; it comes back on the same port. Every leader fill is copied once to each
+    follower, F1's mirror agrees with the exchange, and nothing is out of sync."""
+    engine, live, sim = await desk(exchange)
+    links: list[bool] = []
+
+    def linked(up: bool) -> None:
+        links.append(up)
+        (engine.reconnect if up else engine.disconnect)("loopback")
+
+    live.on_link = linked
+    venue = exchange.venue
+    try:
+        await asyncio.sleep(0.3)  # the streams are open
+        venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                             "quantity": "0.01", "newClientOrderId": "burst-1"})
+        for _ in range(500):  # until the copy is handed to the exchange, not answered
+            engine.poll()
+            if engine.state.inflight:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.state.inflight
+        await exchange.stop()  # F1's copy is in flight: it may or may not have landed
+        for n in (2, 3):  # the leader goes on trading at the exchange meanwhile
+            venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                 "quantity": "0.01", "newClientOrderId": f"burst-{n}"})
+        await until(engine, live, lambda: links == [False], seconds=10)
+        assert not live.connected
+        await asyncio.sleep(0.5)
+        await exchange.start()  # back, same port, same books
+        await until(engine, live, lambda: links == [False, True]
+                    and live.position("F1", BTC) == Decimal("0.06")
+                    and sim.position("SIM-1", "BTCUSDT") == Decimal("0.03")
+                    and not engine.state.inflight and not engine.state.intents,
+                    seconds=30)
+        assert at_exchange(exchange, "LEAD") == Decimal("0.03")
+        assert at_exchange(exchange, "F1") == Decimal("0.06")  # 2 x, each fill once
+        assert len(orders_at_exchange(exchange, "F1")) == 3
+        assert engine.out_of_sync("G") == []
+        assert live.positions("F1") == {BTC: Decimal("0.06")}
+    finally:
+        await live.close()
