@@ -208,3 +208,43 @@ async def test_the_exchange_down_mid_burst_and_back_copies_each_fill_exactly_onc
         assert live.positions("F1") == {BTC: Decimal("0.06")}
     finally:
         await live.close()
+
+
+async def test_the_exchange_demo_copies_the_leader_through_ccxt_and_quits_clean() -> None:
+    """`synctui --exchange-demo`, driven by Pilot: the leader trades at the loopback
+    exchange, the copies go through ccxt, and every follower holds ratio x the leader."""
+    from synctui.exchange.demo import ExchangeDemo
+    from synctui.tui.app import make_app
+
+    demo = ExchangeDemo(7)
+    app = make_app(live=demo, tick_seconds=0.05)
+    async with app.run_test(size=(160, 40)) as pilot:
+        venue = None
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            await pilot.pause()
+            if demo.exchange is None:
+                continue
+            venue = demo.exchange.venue
+            if len([o for o in venue.orders.values() if o.account == "LEAD-BTC"]) >= 3:
+                break
+        assert venue is not None and demo.broker is not None
+        demo.trading = False  # the leader stops; the last copies land
+        engine = app.desk.engine
+        lead = venue.broker.position("LEAD-BTC", "BTCUSDT")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not engine.state.inflight and not engine.state.intents and \
+                    venue.broker.position("FOLLOW-2", "BTCUSDT") == 2 * lead:
+                break
+        await pilot.pause()
+        copies = [o for o in venue.orders.values() if o.account.startswith("FOLLOW")]
+        assert copies and all(len(o.client_id) <= 36 for o in copies)
+        assert venue.broker.position("FOLLOW-1", "BTCUSDT") == lead
+        assert venue.broker.position("FOLLOW-2", "BTCUSDT") == 2 * lead
+        assert engine.brokers["bybit-sim"].position("BYBIT-1", "BTCUSDT") == lead
+        assert engine.state.failures == []
+        assert demo.broker.requests > len(copies)
+        await pilot.press("q")
+    assert demo.broker._tasks == set()
+    assert demo.exchange is not None and demo.exchange._runner is None

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="seed of the simulated market and leaders (default 7)")
     parser.add_argument("--no-bell", action="store_true",
                         help="alerts show a notification only, without the terminal bell")
+    parser.add_argument("--exchange-demo", action="store_true",
+                        help="the BTC perps group through the real ccxt path, against a "
+                             "loopback exchange started in-process (kept in memory)")
     commands = parser.add_subparsers(dest="command")
     replay = commands.add_parser("replay", help="play a scenario file and print the final state")
     replay.add_argument("file", type=Path, help="a scenario JSON file (SPEC section 7)")
@@ -124,10 +127,16 @@ def _write(text: str) -> int:
     return 0
 
 
-def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = True) -> int:
+def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = True,
+               exchange_demo: bool = False) -> int:
     from synctui.tui.app import make_app
 
-    app = make_app(db=db, scenario=scenario, seed=seed, bell=bell)
+    live = None
+    if exchange_demo:
+        from synctui.exchange.demo import ExchangeDemo
+
+        live = ExchangeDemo(seed)
+    app = make_app(db=db, scenario=scenario, seed=seed, bell=bell, live=live)
     app.run()
     if app.failure is not None:  # a database it could not use: one line, exit 2
         print(f"synctui: {app.failure}", file=sys.stderr)
@@ -145,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from synctui.bench.run import main as bench
 
         return bench(args.quick, args.json)
-    return _dashboard(args.db, args.scenario, args.seed, bell=not args.no_bell)
+    return _dashboard(args.db, args.scenario, args.seed, bell=not args.no_bell,
+                      exchange_demo=args.exchange_demo)
 
 
 if __name__ == "__main__":

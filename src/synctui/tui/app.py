@@ -32,7 +32,7 @@ from synctui.engine.world import World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
 from synctui.tui.alerts import Alert, Alerts
-from synctui.tui.desk import Desk
+from synctui.tui.desk import Desk, LiveDesk
 from synctui.tui.messages import DeskChanged
 from synctui.tui.screens.dashboard import Dashboard
 from synctui.tui.screens.help import HelpScreen
@@ -373,7 +373,7 @@ def palette_bindings(screen: Screen[object], app: App[None]) -> Iterable[
 def make_app(*, world: World | None = None, db: Path | None = None,
              scenario: Path | None = None, seed: int = 7, clock: Clock | None = None,
              demo: bool = True, tick_seconds: float | None = TICK_SECONDS,
-             bell: bool = True) -> SyncApp:
+             bell: bool = True, live: LiveDesk | None = None) -> SyncApp:
     """The app, apart from the CLI, so tests build it directly (with a `world`, in memory)."""
-    desk = Desk(world, db=db, scenario=scenario, seed=seed, clock=clock, demo=demo)
+    desk = Desk(world, db=db, scenario=scenario, seed=seed, clock=clock, demo=demo, live=live)
     return SyncApp(desk, tick_seconds=tick_seconds, bell=bell)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import Refused
@@ -22,22 +22,36 @@ from synctui.store.history import History
 from synctui.store.session import Session
 from synctui.store.store import Store
 
-if TYPE_CHECKING:
-    from synctui.scenario.demo import DemoDriver
+
+class Driver(Protocol):
+    """What moves a desk between a trader's commands: `tick` is one step (a market
+    move, a leader's decision, a broker's answers), lines for the log."""
+
+    def tick(self) -> list[str]: ...
+
+
+class LiveDesk(Driver, Protocol):
+    """A desk on live brokers (the exchange demo): it opens its world on the app's
+    event loop (a broker's streams run there) and closes it at quit. Kept in memory:
+    the exchange holds the accounts, and the groups are the desk's own."""
+
+    async def open(self) -> World: ...
+    async def close(self) -> None: ...
 
 
 class Desk:
     def __init__(self, world: World | None = None, *, db: Path | None = None,
                  scenario: Path | None = None, seed: int = 7, clock: Clock | None = None,
-                 demo: bool = True) -> None:
+                 demo: bool = True, live: LiveDesk | None = None) -> None:
         self._given = world
+        self.live = live
         self.db = db or default_path()
         self.scenario = scenario
         self.seed = seed
         self.clock: Clock = clock or (world.clock if world else SystemClock())
         self.demo = demo
         self.session: Session | None = None
-        self.driver: DemoDriver | None = None  # the demo's market and leaders
+        self.driver: Driver | None = None  # the demo's market and leaders
         self.world: World = world  # type: ignore[assignment]  # set in open() otherwise
         self._lock = asyncio.Lock()
         # Steps of the scenario built into a new database that were refused, as replay
@@ -72,6 +86,11 @@ class Desk:
         first, then its steps through the engine with the store attached, so that
         whatever a step makes (copies, their funds, mirrors, failures) is journaled
         and saved like any later change. Refused steps are kept in `refusals`."""
+        if self.live is not None:
+            self.world = self._given = await self.live.open()
+            self.clock = self.world.clock
+            self.driver = self.live
+            return
         if self._given is None:
             store = await Store.open(self.db)
             try:
@@ -150,6 +169,8 @@ class Desk:
         save fails (a full disk), or its worker thread would keep the process alive."""
         self._closing = True
         async with self._lock:
+            if self.live is not None:
+                await self.live.close()
             if self.session is not None:
                 session, self.session = self.session, None
                 try:
