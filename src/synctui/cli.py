@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from synctui import __version__
 
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="seed of the simulated market and leaders (default 7)")
     parser.add_argument("--no-bell", action="store_true",
                         help="alerts show a notification only, without the terminal bell")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="exchanges, accounts and groups (TOML); default: config.toml "
+                             "in the user config directory, when it exists")
     parser.add_argument("--exchange-demo", action="store_true",
                         help="the BTC perps group through the real ccxt path, against a "
                              "loopback exchange started in-process (kept in memory)")
@@ -127,15 +131,32 @@ def _write(text: str) -> int:
     return 0
 
 
-def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = True,
-               exchange_demo: bool = False) -> int:
-    from synctui.tui.app import make_app
-
-    live = None
+def _live_desk(config: Path | None, exchange_demo: bool, seed: int) -> Any:
+    """The live desk to run, or None for the demo on simulated brokers. A config named
+    with --config must exist; the default one is used when it exists."""
     if exchange_demo:
         from synctui.exchange.demo import ExchangeDemo
 
-        live = ExchangeDemo(seed)
+        return ExchangeDemo(seed)
+    from synctui.exchange.config import default_config_path, load_config
+    from synctui.exchange.live import ConfigDesk
+
+    path = config if config is not None else default_config_path()
+    if config is None and not path.exists():
+        return None
+    return ConfigDesk(load_config(path))
+
+
+def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = True,
+               exchange_demo: bool = False, config: Path | None = None) -> int:
+    from synctui.engine.world import OpenFailed
+    from synctui.tui.app import make_app
+
+    try:
+        live = _live_desk(config, exchange_demo, seed)
+    except OpenFailed as error:
+        print(f"synctui: {error}", file=sys.stderr)
+        return 2
     app = make_app(db=db, scenario=scenario, seed=seed, bell=bell, live=live)
     app.run()
     if app.failure is not None:  # a database it could not use: one line, exit 2
@@ -155,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench(args.quick, args.json)
     return _dashboard(args.db, args.scenario, args.seed, bell=not args.no_bell,
-                      exchange_demo=args.exchange_demo)
+                      exchange_demo=args.exchange_demo, config=args.config)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ from synctui.domain.risk import RiskLimits
 ZERO = Decimal(0)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then every 4 s, while the exchange is away
 LINK_SECONDS = 0.5  # how often the exchange is asked the time, to see the link
+PRICE_SECONDS = 1.0  # how often the listed contracts' last prices are read
 GIVE_UP_SECONDS = 120.0  # a copy not answered for this long is reported failed
 Listener = Callable[[BrokerEvent], None]
 
@@ -114,6 +115,7 @@ class CcxtBroker:
         self.on_link: Callable[[bool], None] | None = None
         self.link_up = True
         self._last_trade_ms: dict[str, int] = {}  # per account: the newest trade seen
+        self._prices_read: dict[str, Decimal] = {}  # catalog symbol -> last price, unread
 
     # --- life -----------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class CcxtBroker:
             for watch in (self._watch_trades, self._watch_orders):
                 self._spawn(watch(account))
         self._spawn(self._watch_link(first))
+        self._spawn(self._watch_prices(first))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -250,6 +253,33 @@ class CcxtBroker:
                 if classify(error) is Failure.PERMANENT or pause is None:
                     return
                 await asyncio.sleep(pause)
+
+    async def _watch_prices(self, client: Any) -> None:
+        """The exchange's last prices, for the desk's marks (`take_prices`)."""
+        listed = {unified: symbol for symbol, (unified, _size) in self._listed.items()}
+        while True:
+            try:
+                tickers = await client.fetch_tickers(list(listed))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the link probe reports an outage; prices just wait
+                tickers = {}
+            for unified, ticker in tickers.items():
+                symbol = listed.get(unified)
+                if symbol is not None and ticker.get("last"):
+                    inst = self.catalog.get(symbol)
+                    self._prices_read[symbol] = _on_tick(inst, _dec(ticker["last"]))
+            await asyncio.sleep(PRICE_SECONDS)
+
+    def listed(self) -> list[str]:
+        """The catalog symbols this exchange lists (after `start`)."""
+        return list(self._listed)
+
+    def take_prices(self) -> dict[str, Decimal]:
+        """The prices read since the last call, by catalog symbol: the desk hands them
+        to `Engine.set_price` (marks, stop losses, the dashboard)."""
+        prices, self._prices_read = self._prices_read, {}
+        return prices
 
     async def _watch_link(self, client: Any) -> None:
         """Ask the exchange the time: an answer after none is the link back, no answer

@@ -15,6 +15,11 @@ from synctui.domain.prices import PriceBook
 from synctui.engine.engine import Engine
 
 
+class OpenFailed(Exception):
+    """A world could not be opened (a config, a broker that cannot be reached); the
+    message says why in one line, for the trader."""
+
+
 @dataclass
 class World:
     catalog: Catalog

@@ -60,6 +60,7 @@ class LoopbackExchange:
             ("GET", "/fapi/v1/exchangeInfo", self._exchange_info),
             ("GET", "/fapi/v1/ticker/price", self._ticker),
             ("GET", "/fapi/v1/premiumIndex", self._premium),
+            ("GET", "/fapi/v1/ticker/24hr", self._ticker_24hr),
             ("GET", "/sapi/v1/capital/config/getall", self._signed(self._nothing)),
             ("GET", "/sapi/v1/margin/allPairs", self._signed(self._nothing)),
             ("POST", "/fapi/v1/order", self._signed(self._place)),
@@ -202,6 +203,17 @@ class LoopbackExchange:
     async def _ticker(self, request: web.Request) -> web.Response:
         now = self.venue.now_ms()
         rows = [{"symbol": s, "price": text(p), "time": now} for s, p in self._prices(request)]
+        return web.json_response(rows[0] if "symbol" in request.query else rows)
+
+    async def _ticker_24hr(self, request: web.Request) -> web.Response:
+        """The day's statistics: the venue keeps none, so the last price stands for all."""
+        now = self.venue.now_ms()
+        rows = [{"symbol": s, "priceChange": "0", "priceChangePercent": "0",
+                 "weightedAvgPrice": text(p), "lastPrice": text(p), "lastQty": "0",
+                 "openPrice": text(p), "highPrice": text(p), "lowPrice": text(p),
+                 "volume": "0", "quoteVolume": "0", "openTime": now - 86_400_000,
+                 "closeTime": now, "firstId": 0, "lastId": 0, "count": 0}
+                for s, p in self._prices(request)]
         return web.json_response(rows[0] if "symbol" in request.query else rows)
 
     async def _premium(self, request: web.Request) -> web.Response:

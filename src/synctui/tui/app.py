@@ -28,7 +28,7 @@ from synctui.engine.events import (
     PriceMoved,
 )
 from synctui.engine.views import broker_states, copy_journal
-from synctui.engine.world import World
+from synctui.engine.world import OpenFailed, World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
 from synctui.tui.alerts import Alert, Alerts
@@ -113,7 +113,7 @@ class SyncApp(App[None]):
         cannot be used ends the app with its message (exit 2), never a traceback."""
         try:
             await self.desk.open()
-        except (StoreError, ScenarioError) as error:
+        except (StoreError, ScenarioError, OpenFailed) as error:
             self.startup_error = self.failure = str(error)
             self.exit(return_code=2)
             return
