@@ -20,6 +20,8 @@ from synctui.engine.engine import Engine
 from synctui.exchange.server import LoopbackExchange
 from synctui.exchange.venue import ApiAccount, Venue
 
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
 BTC = "BTC/USDT:USDT"
 KEYS = {"LEAD": ("k-lead", "s-lead"), "F1": ("k-f1", "s-f1"), "F2": ("k-f2", "s-f2")}
 

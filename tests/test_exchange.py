@@ -26,6 +26,8 @@ from synctui.brokers.ccxt_client import Failure, classify, make_client, point_at
 from synctui.exchange.server import LoopbackExchange
 from synctui.exchange.venue import ApiAccount, Venue, load_accounts
 
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
 BTC = "BTC/USDT:USDT"
 ACCOUNTS = [ApiAccount("A", "key-a", "secret-a", Decimal(10000)),
             ApiAccount("B", "key-b", "secret-b", Decimal(5000))]
@@ -228,3 +230,17 @@ async def test_synctui_exchange_serve_answers_ccxt_until_interrupted(tmp_path: P
     finally:
         server.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(server.wait(), 30) == 0
+
+
+async def test_the_loopback_guard_lets_127_0_0_1_through_and_nothing_else(
+        loopback_only: list[str], client: Any) -> None:
+    await client.load_markets()
+    assert loopback_only and set(loopback_only) <= {"127.0.0.1"}
+    with pytest.raises(AssertionError, match=r"beyond 127\.0\.0\.1"):
+        socket.getaddrinfo("fapi.binance.com", 443)
+    real = make_client("binanceusdm", "k", "s")  # not pointed: the real host
+    try:
+        with pytest.raises(AssertionError, match=r"beyond 127\.0\.0\.1"):
+            await real.fetch_time()
+    finally:
+        await real.close()

@@ -21,6 +21,8 @@ from synctui.exchange.server import LoopbackExchange
 from synctui.exchange.venue import ApiAccount, Venue
 from synctui.tui.app import make_app
 
+pytestmark = pytest.mark.usefixtures("loopback_only")
+
 SECRETS = {"LEAD": ("key-lead-7f3a", "secret-lead-9c1e"),
            "F1": ("key-f1-2b8d", "secret-f1-5e0a")}
 
