@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes, a few seconds (a smoke run, not a measurement)")
+    web = commands.add_parser(
+        "serve", help="serve the dashboard to a browser (textual-serve); no authentication")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    web.add_argument("--db", type=Path, default=None,
+                     help="the database (default: synctui.db in the user data directory)")
     exchange = commands.add_parser(
         "exchange", help="the loopback exchange: Binance USD-M futures' API on 127.0.0.1")
     exchange_commands = exchange.add_subparsers(dest="exchange_command", required=True)
@@ -161,6 +168,10 @@ def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = T
     app.run()
     if app.failure is not None:  # a database it could not use: one line, exit 2
         print(f"synctui: {app.failure}", file=sys.stderr)
+        from synctui.tui.serve import Refused, served
+
+        if served() and app.startup_error is not None:  # a browser tab: say it there
+            Refused(app.failure).run()
         return 2
     return app.return_code or 0
 
@@ -169,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args.file, args.json, args.db)
+    if args.command == "serve":
+        if not 0 <= args.port <= 65535:
+            print(f"synctui: --port {args.port} is not a port (0 to 65535)", file=sys.stderr)
+            return 2
+        from synctui.tui.serve import serve
+
+        return serve(args.host, args.port, args.db, args.scenario, args.seed)
     if args.command == "exchange":
         return _serve_exchange(args.port, args.accounts)
     if args.command == "bench":
