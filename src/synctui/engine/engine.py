@@ -348,7 +348,10 @@ class Engine:
         if account in self.state.subs or self.state.groups.group_led_by(account) is not None:
             return False
         if isinstance(event, Fill):
-            self._on_fill(event)
+            # what `_on_fill` does for an account that is no sub-account and leads nothing
+            if self._observers:
+                self._publish_fill(event, self.brokers[event.broker].symbols.catalog(
+                    event.symbol))
         else:
             self._order_changed(event.order, _CHANGES[type(event)])
         return True
@@ -977,18 +980,23 @@ class Engine:
             return
         group = self._active_group_led_by(fill.account)
         if self._observers:
-            copied = fill.order_id is not None and fill.order_id in self.state.copy_group
-            owner = self.state.copy_group.get(fill.order_id or "")
-            if owner is None:  # the leader's own fill, or a follower's own exit or
-                # liquidation: it belongs to the one group the account has a role in
-                role = self.state.groups.role_of(fill.account)
-                owner = role[0] if role else None
-            self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
-                                        fill.realized, fill.fee, fill.cause, owner, copied,
-                                        fill.at))
+            self._publish_fill(fill, symbol)
         if group is None or fill.cause is FillCause.GROUP_FLATTEN:
             return
         closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
         self.ratio.on_leader_fill(group, fill, symbol, closed, opened)
         self.smart.on_leader_fill(group, fill, symbol, closed, opened)
 
+    def _publish_fill(self, fill: Fill, symbol: str) -> None:
+        """Tell observers of an account's fill, with the group it belongs to."""
+        copy_group = self.state.copy_group
+        order_id = fill.order_id
+        owner = None if order_id is None else copy_group.get(order_id)
+        copied = owner is not None or (order_id is not None and order_id in copy_group)
+        if owner is None:  # the leader's own fill, or a follower's own exit or
+            # liquidation: it belongs to the one group the account has a role in
+            role = self.state.groups.role_of(fill.account)
+            owner = role[0] if role else None
+        self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
+                                    fill.realized, fill.fee, fill.cause, owner, copied,
+                                    fill.at))
