@@ -307,9 +307,10 @@ class SimBroker:
             if request.price is None:
                 raise Refused(f"a {request.type} order needs a price")
             inst.check_price(request.price)
-        for what, level in (("stop_loss", request.stop_loss), ("take_profit", request.take_profit)):
-            if level is not None:
-                inst.check_price(level, what)
+        if request.stop_loss is not None:
+            inst.check_price(request.stop_loss, "stop_loss")
+        if request.take_profit is not None:
+            inst.check_price(request.take_profit, "take_profit")
         current = self.prices.get(inst.symbol)
         if acct.breached:
             raise OrderRejected(RejectReason.ACCOUNT_BREACHED,

@@ -969,12 +969,14 @@ class Engine:
         self.state.finish_intent(intent.key, None)
 
     def _accepted(self, intent: Intent, order_id: str) -> None:
-        outcome = (intent.group, self.owner(intent.follower), intent.symbol)
-        self.state.last_result[outcome] = True
+        who = (intent.group, self.owner(intent.follower))
+        self.state.last_result[(*who, intent.symbol)] = True
         if intent.at is not None:
-            self._latency_read.pop(outcome[:2], None)
-            self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
-                self.clock.now() - (intent.since or intent.at))
+            self._latency_read.pop(who, None)
+            samples = self._latency.get(who)
+            if samples is None:  # not `setdefault`: that would build a deque every time
+                samples = self._latency[who] = deque(maxlen=LATENCY_SAMPLES)
+            samples.append(self.clock.now() - (intent.since or intent.at))
         self.state.link_copy(order_id, intent.group)
         if len(self.state.copy_group) > KEEP_COPY_LINKS:
             self._forget_old_copies()
