@@ -111,16 +111,17 @@ def dump_intent(intent: Intent) -> str:
     holds them equal), written out directly: one of these is made per follower order
     and building the dict for `json.dumps` was most of the cost of storing an intent."""
     r = intent.request
+    esc = encode_basestring_ascii
     return (
-        f'{{"group": {_js(intent.group)}, "follower": {_js(intent.follower)}, '
-        f'"symbol": {_js(intent.symbol)}, "request": {{"symbol": {_js(r.symbol)}, '
-        f'"side": {_js(r.side._value_)}, "qty": {_jd(r.qty)}, "type": {_js(r.type._value_)}, '
+        f'{{"group": {esc(intent.group)}, "follower": {esc(intent.follower)}, '
+        f'"symbol": {esc(intent.symbol)}, "request": {{"symbol": {esc(r.symbol)}, '
+        f'"side": {esc(r.side._value_)}, "qty": "{r.qty!s}", "type": {esc(r.type._value_)}, '
         f'"price": {_jd(r.price)}, "reduce_only": {"true" if r.reduce_only else "false"}, '
         f'"stop_loss": {_jd(r.stop_loss)}, "take_profit": {_jd(r.take_profit)}, '
         f'"client_id": {_js(r.client_id)}}}, "mirror_of": {_js(intent.mirror_of)}, '
         f'"bracket_of": {_js(intent.bracket_of)}, '
-        f'"at": {_js(intent.at.isoformat() if intent.at else None)}, '
-        f'"since": {_js(intent.since.isoformat() if intent.since else None)}}}')
+        f'"at": {"null" if intent.at is None else esc(intent.at.isoformat())}, '
+        f'"since": {"null" if intent.since is None else esc(intent.since.isoformat())}}}')
 
 
 def load_request(data: dict[str, Any]) -> OrderRequest:
