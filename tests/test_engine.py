@@ -923,3 +923,40 @@ def test_copy_links_stay_bounded_and_keep_the_working_ones(
                            qty=Decimal(1))
     assert len(engine.state.copy_group) <= 6
     assert working <= set(engine.state.copy_group)
+
+
+def test_client_ids_are_deterministic_bounded_and_ordered_by_leader_fill() -> None:
+    """Issue 11: a copy's client order id is made again the same from the same parts
+    (a retry, a restart), fits an exchange's limit (36 of [A-Za-z0-9_-]), and sorts
+    by the leader event it copies, so a fan-out's keys sit together in the database's
+    indexes and a later fan-out's come after an earlier one's."""
+    import re
+    from itertools import pairwise
+
+    from synctui.brokers.events import Fill
+    from synctui.engine.engine import copy_key
+
+    allowed = re.compile(r"[A-Za-z0-9_-]{1,36}")
+    for parts in (("tv-f12", "f1", "open"), ("tv-7", "f\u00e9 \u2603/x", "close"),
+                  ("resync-3", "f1", "MNQ", "open"), ("open:lead:MNQZ6", "s~copy1", "open"),
+                  ("px-f" + "9" * 30, "f" * 500, "open"), ("",)):
+        key = copy_key(*parts)
+        assert key == copy_key(*parts)
+        assert allowed.fullmatch(key), key
+    assert copy_key("1", "23") != copy_key("12", "3")
+    assert copy_key("tv-f9", "f1", "open") != copy_key("tv-f9", "f1", "close")
+    assert copy_key("tv-f9", "f2", "open") < copy_key("tv-f10", "f1", "close")
+    assert copy_key("tv-99", "f2", "open") < copy_key("tv-100", "f1", "open")
+
+    world = make_world()
+    seen: list[list[str]] = []
+    for broker in world.brokers.values():
+        broker.subscribe(lambda e: seen[-1].append(e.client_id)
+                         if isinstance(e, Fill) and e.client_id else None)
+    for n in range(12):
+        seen.append([])
+        world.engine.place_order("lead", "MNQ", BUY if n % 2 == 0 else SELL, qty=D(1))
+    assert all(len(keys) == 2 for keys in seen)
+    for earlier, later in pairwise(seen):
+        assert max(earlier) < min(later)
+    assert all(allowed.fullmatch(key) for keys in seen for key in keys)

@@ -1217,6 +1217,32 @@ def test_an_order_request_written_by_hand_reads_back_as_written() -> None:
         assert load_request(json.loads(json.dumps(dump_request(request)))) == request
 
 
+def test_an_intent_body_written_by_hand_is_the_text_json_dumps_gives() -> None:
+    """The hot path writes an intent's body directly; it must stay byte for byte what
+    `json.dumps` made of the dict before (old and new rows read alike)."""
+    from datetime import UTC, datetime
+
+    from synctui.engine.state import Intent
+    from synctui.store.codec import dump_intent, dump_request
+
+    at = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
+    plain = OrderRequest(symbol="MNQZ6", side=Side.BUY, qty=D("3"), client_id="k-1")
+    odd = OrderRequest(symbol='BTC-"USDT"\\-SWAP\u00e9', side=Side.SELL, qty=D("1.2E+3"),
+                       type=OrderType.LIMIT, price=D("-50000.10"), reduce_only=True,
+                       stop_loss=D("51000"), take_profit=D("0.000001"), client_id=None)
+    for intent in (Intent("k-1", "G", "F1", "MNQ", plain),
+                   Intent("x", "Gr\u00fcppe \u2603", 'f"\n\t', "BTCUSDT", odd, "L-7", "L-8",
+                          at, at),
+                   Intent("y", "", "", "", plain, None, "b", None, at)):
+        expected = json.dumps({
+            "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
+            "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
+            "bracket_of": intent.bracket_of,
+            "at": intent.at.isoformat() if intent.at else None,
+            "since": intent.since.isoformat() if intent.since else None})
+        assert dump_intent(intent) == expected
+
+
 HISTORY = ("orders", "fills", "intents", "copy_orders", "mirrors", "bracketed", "event_log")
 
 

@@ -120,7 +120,15 @@ class Ledger:
         return used
 
     def available(self, acct: SimAccount) -> Decimal:
-        return self.equity(acct) - self.used_margin(acct)
+        """Equity minus used margin, in one pass over the positions (every order's margin
+        check asks): the same sums, in the same order, as `equity` and `used_margin`."""
+        equity, used = acct.balance, ZERO
+        for pos in acct.positions.values():
+            inst = self.catalog.get(pos.symbol)
+            price = self.prices.get(pos.symbol)
+            equity += unrealized_pnl(pos.qty, pos.avg, price, inst.multiplier)
+            used += self.position_margin(acct, pos, inst, price)
+        return equity - used
 
     def today_pnl(self, acct: SimAccount) -> Decimal:
         """Today's PnL as the daily loss limit measures it (SPEC 3): equity minus the

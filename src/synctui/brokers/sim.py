@@ -307,9 +307,10 @@ class SimBroker:
             if request.price is None:
                 raise Refused(f"a {request.type} order needs a price")
             inst.check_price(request.price)
-        for what, level in (("stop_loss", request.stop_loss), ("take_profit", request.take_profit)):
-            if level is not None:
-                inst.check_price(level, what)
+        if request.stop_loss is not None:
+            inst.check_price(request.stop_loss, "stop_loss")
+        if request.take_profit is not None:
+            inst.check_price(request.take_profit, "take_profit")
         current = self.prices.get(inst.symbol)
         if acct.breached:
             raise OrderRejected(RejectReason.ACCOUNT_BREACHED,
@@ -418,7 +419,8 @@ class SimBroker:
         self.book.set_status(order.id, OrderStatus.FILLED)
         self._order_touched(order)
         parts = 1
-        if order.client_id is not None:  # a follower's order may fill in pieces (SPEC 9)
+        # a follower's order may fill in pieces (SPEC 9); without faults it never does
+        if order.client_id is not None and self.faults.active:
             parts = self.faults.parts(int(qty / inst.qty_step))
         self._fill(acct, inst, order.side, qty, price, cause, order, parts=parts)
 
@@ -451,24 +453,30 @@ class SimBroker:
         fee = self.ledger.fee(qty)
         outcome = self.ledger.apply_fill(acct, inst, side, qty, price, fee, self._next_fill)
         self._touched(acct, symbol)
-        step = inst.qty_step
-        steps = int(qty / step)
-        sizes = [qty] if parts <= 1 else [
-            (steps // parts + (1 if i < steps % parts else 0)) * step for i in range(parts)]
+        if parts <= 1:
+            sizes = [qty]
+        else:
+            step = inst.qty_step
+            steps = int(qty / step)
+            sizes = [(steps // parts + (1 if i < steps % parts else 0)) * step
+                     for i in range(parts)]
         before, realized_left, at = held, outcome.realized, self.clock.now()
+        native = self.symbols.native(symbol)
+        future = inst.is_future
+        last_index = len(sizes) - 1
         for index, size in enumerate(sizes):
-            last = index == len(sizes) - 1
+            last = index == last_index
             realized = realized_left if last else outcome.realized * size / qty
             realized_left -= realized
             after = outcome.qty if last else before + side.signed(size)
             fill = Fill(
                 id=f"{self.name}-f{self._next_fill}", broker=self.name, account=acct.id,
-                symbol=self.symbols.native(symbol), side=side, qty=size, price=price,
-                fee=fee if last and len(sizes) == 1 else self.ledger.fee(size),
+                symbol=native, side=side, qty=size, price=price,
+                fee=fee if last and last_index == 0 else self.ledger.fee(size),
                 realized=realized, cause=cause,
                 position_before=before, position_after=after, equity_before=equity_before,
-                leverage=None if inst.is_future else leverage,
-                margin_mode=None if inst.is_future else mode,
+                leverage=None if future else leverage,
+                margin_mode=None if future else mode,
                 order_id=order.id if order else None,
                 client_id=order.client_id if order else None,
                 parent_id=order.parent_id if order else None,

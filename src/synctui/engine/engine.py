@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from synctui.brokers.base import Broker, OrderRequest
 from synctui.brokers.events import (
@@ -85,9 +86,41 @@ LATENCY_SAMPLES = 200  # per follower and group, for the dashboard's last / p95
 KEEP_COPY_LINKS = 50_000  # copy links kept in memory; the database has them all
 
 
+KEY_DIGITS = 13  # the event's sequence number in a client id, zero-padded
+
+
 def copy_key(*parts: str) -> str:
-    """A deterministic client order id: a hash of the tuple, so ("1", "23") and
-    ("12", "3") can never collide as a concatenation would."""
+    """A deterministic client order id (a retry or a restart that handles the same
+    leader event again makes the same one): a prefix that sorts by the leader event it
+    copies (its fill's or order's sequence number), then a hash of the whole tuple, so
+    ("1", "23") and ("12", "3") can never collide as a concatenation would.
+
+    Keys that arrive in order append to the end of the database's key indexes
+    instead of landing on a random page each (a blake2b hash alone scattered a
+    fan-out's thousand keys over the whole B-tree). 35 characters of [a-z0-9-],
+    what a real exchange accepts (Binance: at most 36 of [A-Za-z0-9_-]). An older
+    database's keys (24 hex characters) never equal one of these."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=10).hexdigest()
+    return f"{_key_prefix(parts[0] if parts else '')}-{digest}"
+
+
+@lru_cache(maxsize=256)
+def _key_prefix(event: str) -> str:
+    """"f" + the number of a fill id ("tv-f12"), "o" + an order id's ("tv-7"), "r" + a
+    resync's ("resync-3"); "x" and zeros for anything else (no order to keep)."""
+    head, _, tail = event.rpartition("-")
+    kind, digits = "x", ""
+    if tail[:1] == "f" and tail[1:].isascii() and tail[1:].isdigit():
+        kind, digits = "f", tail[1:]
+    elif tail.isascii() and tail.isdigit() and head:
+        kind, digits = ("r" if head == "resync" else "o"), tail
+    return kind + digits.zfill(KEY_DIGITS)[-KEY_DIGITS:]
+
+
+def wait_key(*parts: str) -> str:
+    """The key of something kept for a disconnected broker (not a client order id):
+    a hash of the tuple, as before, so waiting rows an older version wrote keep
+    their keys."""
     return hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
 
 
@@ -250,7 +283,7 @@ class Engine:
         broker = self.broker_of(account)
         ref = fill.id if fill is not None else (order_id or "")
         self.state.add_waiting(Waiting(
-            copy_key("wait", action, account, ref), broker.name, group, account, action,
+            wait_key("wait", action, account, ref), broker.name, group, account, action,
             self.clock.now(), fill, order_id, price))
 
     def _expired(self, group: str, at: datetime | None) -> bool:
@@ -348,7 +381,10 @@ class Engine:
         if account in self.state.subs or self.state.groups.group_led_by(account) is not None:
             return False
         if isinstance(event, Fill):
-            self._on_fill(event)
+            # what `_on_fill` does for an account that is no sub-account and leads nothing
+            if self._observers:
+                self._publish_fill(event, self.brokers[event.broker].symbols.catalog(
+                    event.symbol))
         else:
             self._order_changed(event.order, _CHANGES[type(event)])
         return True
@@ -933,12 +969,14 @@ class Engine:
         self.state.finish_intent(intent.key, None)
 
     def _accepted(self, intent: Intent, order_id: str) -> None:
-        outcome = (intent.group, self.owner(intent.follower), intent.symbol)
-        self.state.last_result[outcome] = True
+        who = (intent.group, self.owner(intent.follower))
+        self.state.last_result[(*who, intent.symbol)] = True
         if intent.at is not None:
-            self._latency_read.pop(outcome[:2], None)
-            self._latency.setdefault(outcome[:2], deque(maxlen=LATENCY_SAMPLES)).append(
-                self.clock.now() - (intent.since or intent.at))
+            self._latency_read.pop(who, None)
+            samples = self._latency.get(who)
+            if samples is None:  # not `setdefault`: that would build a deque every time
+                samples = self._latency[who] = deque(maxlen=LATENCY_SAMPLES)
+            samples.append(self.clock.now() - (intent.since or intent.at))
         self.state.link_copy(order_id, intent.group)
         if len(self.state.copy_group) > KEEP_COPY_LINKS:
             self._forget_old_copies()
@@ -977,18 +1015,23 @@ class Engine:
             return
         group = self._active_group_led_by(fill.account)
         if self._observers:
-            copied = fill.order_id is not None and fill.order_id in self.state.copy_group
-            owner = self.state.copy_group.get(fill.order_id or "")
-            if owner is None:  # the leader's own fill, or a follower's own exit or
-                # liquidation: it belongs to the one group the account has a role in
-                role = self.state.groups.role_of(fill.account)
-                owner = role[0] if role else None
-            self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
-                                        fill.realized, fill.fee, fill.cause, owner, copied,
-                                        fill.at))
+            self._publish_fill(fill, symbol)
         if group is None or fill.cause is FillCause.GROUP_FLATTEN:
             return
         closed, opened = split_fill(fill.position_before, fill.side.signed(fill.qty))
         self.ratio.on_leader_fill(group, fill, symbol, closed, opened)
         self.smart.on_leader_fill(group, fill, symbol, closed, opened)
 
+    def _publish_fill(self, fill: Fill, symbol: str) -> None:
+        """Tell observers of an account's fill, with the group it belongs to."""
+        copy_group = self.state.copy_group
+        order_id = fill.order_id
+        owner = None if order_id is None else copy_group.get(order_id)
+        copied = owner is not None or (order_id is not None and order_id in copy_group)
+        if owner is None:  # the leader's own fill, or a follower's own exit or
+            # liquidation: it belongs to the one group the account has a role in
+            role = self.state.groups.role_of(fill.account)
+            owner = role[0] if role else None
+        self.publish(AccountFilled(fill.account, symbol, fill.side, fill.qty, fill.price,
+                                    fill.realized, fill.fee, fill.cause, owner, copied,
+                                    fill.at))

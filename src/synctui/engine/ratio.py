@@ -15,6 +15,7 @@ from synctui.brokers.base import Broker, OrderRequest
 from synctui.brokers.events import Fill, OrderInfo
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupStatus
+from synctui.domain.instruments import Instrument
 from synctui.domain.orders import OrderStatus, Side
 from synctui.domain.position import split_fill
 from synctui.domain.reconcile import Drift, drifts_of, expectations
@@ -33,6 +34,15 @@ class ResyncPlan:
     expected: Decimal
     actual: Decimal
     orders: tuple[tuple[Side, Decimal, bool], ...]
+
+
+@dataclass(slots=True)
+class _Venue:
+    """A contract at one follower broker, as a fan-out sizes and names its copies."""
+
+    inst: Instrument
+    native: str
+    trades: bool = True
 
 
 class RatioCopier:
@@ -62,12 +72,13 @@ class RatioCopier:
                     handled.add(follower)
         if fill.parent_id is not None:
             handled.update(state.bracketed.get(fill.parent_id, {}))
+        venues: dict[tuple[str, str], _Venue] = {}
         for follower in group.followers:
             setting = group.setting(follower, symbol)
             if not setting.sync or follower in handled:
                 continue
             if self.ctx.connected(follower):
-                self.copy_fill(group, follower, setting, symbol, fill, closed, opened)
+                self.copy_fill(group, follower, setting, symbol, fill, closed, opened, venues)
             else:  # sized when its broker is back, against its position then (SPEC 9)
                 self.ctx.wait(group.name, follower, "fill", fill=fill)
 
@@ -85,15 +96,24 @@ class RatioCopier:
         return any(broker.order_status(i) is not OrderStatus.CANCELLED for i in ids)
 
     def copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
-                   fill: Fill, closed: Decimal, opened: Decimal) -> None:
-        """Closes proportionally (never opening a flat follower), opens qty x ratio."""
+                   fill: Fill, closed: Decimal, opened: Decimal,
+                   venues: dict[tuple[str, str], _Venue] | None = None) -> None:
+        """Closes proportionally (never opening a flat follower), opens qty x ratio.
+
+        `venues` keeps what a fan-out asks again for every follower at the same
+        broker and contract (the instrument, its native symbol, whether it is traded)."""
         broker = self.ctx.broker_of(follower)
         traded = setting.cross or symbol
-        inst = self.ctx.catalog.get(traded)
-        native = self.ctx.native(broker, traded)
+        venue = None if venues is None else venues.get((broker.name, traded))
+        if venue is None:
+            venue = _Venue(self.ctx.catalog.get(traded), self.ctx.native(broker, traded))
+            venue.trades = broker.trades(venue.native)
+            if venues is not None:
+                venues[(broker.name, traded)] = venue
+        inst, native = venue.inst, venue.native
         has_brackets = fill.stop_loss is not None or fill.take_profit is not None
         bracket_of = fill.order_id if has_brackets else None
-        if not broker.trades(native):
+        if not venue.trades:
             if opened:  # it can hold nothing there, so there is nothing to close
                 self.ctx.unsupported(group.name, follower, broker, traded, bracket_of)
             return

@@ -13,6 +13,7 @@ import typing
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from synctui.brokers.base import OrderRequest
@@ -31,7 +32,7 @@ from synctui.brokers.events import (
     OrderRefused,
     PriceUpdated,
 )
-from synctui.engine.state import Waiting
+from synctui.engine.state import Intent, Waiting
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -96,6 +97,33 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _js(value: str | None) -> str:
+    """A JSON string as `json.dumps` writes it (its own escaping, in C), or null."""
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _jd(value: Decimal | None) -> str:
+    return "null" if value is None else f'"{value!s}"'
+
+
+def dump_intent(intent: Intent) -> str:
+    """An intent's stored body, the exact text `json.dumps` gives for its dict (a test
+    holds them equal), written out directly: one of these is made per follower order
+    and building the dict for `json.dumps` was most of the cost of storing an intent."""
+    r = intent.request
+    esc = encode_basestring_ascii
+    return (
+        f'{{"group": {esc(intent.group)}, "follower": {esc(intent.follower)}, '
+        f'"symbol": {esc(intent.symbol)}, "request": {{"symbol": {esc(r.symbol)}, '
+        f'"side": {esc(r.side._value_)}, "qty": "{r.qty!s}", "type": {esc(r.type._value_)}, '
+        f'"price": {_jd(r.price)}, "reduce_only": {"true" if r.reduce_only else "false"}, '
+        f'"stop_loss": {_jd(r.stop_loss)}, "take_profit": {_jd(r.take_profit)}, '
+        f'"client_id": {_js(r.client_id)}}}, "mirror_of": {_js(intent.mirror_of)}, '
+        f'"bracket_of": {_js(intent.bracket_of)}, '
+        f'"at": {"null" if intent.at is None else esc(intent.at.isoformat())}, '
+        f'"since": {"null" if intent.since is None else esc(intent.since.isoformat())}}}')
+
+
 def load_request(data: dict[str, Any]) -> OrderRequest:
     request: OrderRequest = _in(OrderRequest, data)
     return request
@@ -110,5 +138,5 @@ def load_waiting(text: str) -> Waiting:
     return item
 
 
-__all__ = ["OrderInfo", "dump_event", "dump_request", "dump_waiting", "load_event",
+__all__ = ["OrderInfo", "dump_event", "dump_intent", "dump_request", "dump_waiting", "load_event",
            "load_request", "load_waiting"]

@@ -61,7 +61,7 @@ from synctui.engine.state import EngineState, Intent
 from synctui.engine.world import World
 from synctui.store.codec import (
     dump_event,
-    dump_request,
+    dump_intent,
     dump_waiting,
     load_event,
     load_request,
@@ -425,8 +425,12 @@ class Store:
             if stored is not None:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
-        fills = [(f.id, name, f.account, broker.symbols.catalog(f.symbol), f.side.value,
-                  str(f.qty), str(f.price), str(f.fee), str(f.realized), f.cause.value, f.order_id,
+        # Rows built inline (a fan-out writes a thousand orders and fills per save): the
+        # enums' `_value_` is their value without the descriptor `.value` goes through.
+        reject_of, status_of = broker.reject_reason, broker.status_of
+        catalog = broker.symbols.catalog
+        fills = [(f.id, name, f.account, catalog(f.symbol), f.side._value_, str(f.qty),
+                  str(f.price), str(f.fee), str(f.realized), f.cause._value_, f.order_id,
                   f.client_id, str(f.position_before), str(f.position_after), f.at.isoformat())
                  for f in changes.fills]
         # When an order was placed: its first fill's time when it filled at once (the
@@ -437,13 +441,15 @@ class Store:
         now = self._now
         orders = []
         for o in changes.orders.values():
-            reject = broker.reject_reason(o.id)
-            status = broker.status_of(o.id) or OrderStatus.WORKING
+            reject = reject_of(o.id)
+            price, stop, take = o.price, o.stop_loss, o.take_profit
             orders.append((
-                o.id, name, o.account, o.symbol, o.side.value, o.type.value, str(o.qty),
-                _d(o.price), int(o.reduce_only), _d(o.stop_loss), _d(o.take_profit), o.client_id,
-                o.parent_id, o.role, o.oco_id, status.value,
-                reject[0].value if reject else None, reject[1] if reject else None,
+                o.id, name, o.account, o.symbol, o.side._value_, o.type._value_, str(o.qty),
+                None if price is None else str(price), int(o.reduce_only),
+                None if stop is None else str(stop), None if take is None else str(take),
+                o.client_id, o.parent_id, o.role, o.oco_id,
+                (status_of(o.id) or OrderStatus.WORKING)._value_,
+                reject[0]._value_ if reject else None, reject[1] if reject else None,
                 placed.get(o.id, now)))
         # An order's first row keeps its time: a later update leaves `at` alone.
         batch.add(
@@ -460,11 +466,12 @@ class Store:
 
     def _journal(self, world: World, batch: _Batch) -> None:
         journal = world.engine.state.take_journal()
-        if any(kind == "groups" for kind, _ in journal):
+        kinds = {kind for kind, _ in journal}
+        if "groups" in kinds:
             self._groups(world.engine.state.groups, batch)
-        if any(kind == "copies" for kind, _ in journal):
+        if "copies" in kinds:
             self._copies(world.engine.state, batch)
-        if any(kind == "resync" for kind, _ in journal):
+        if "resync" in kinds:
             batch.add("INSERT OR REPLACE INTO meta VALUES ('resyncs', ?)",
                       [(str(world.engine.state.resyncs),)])
         done = {data[0] for kind, data in journal if kind == "intent_done"}
@@ -484,13 +491,7 @@ class Store:
             elif kind == "intent":
                 intent: Intent = data
                 self._intent_seq += 1
-                body = json.dumps({
-                    "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
-                    "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
-                    "bracket_of": intent.bracket_of,
-                    "at": intent.at.isoformat() if intent.at else None,
-                    "since": intent.since.isoformat() if intent.since else None})
-                rows[kind].append((intent.key, self._intent_seq, body))
+                rows[kind].append((intent.key, self._intent_seq, dump_intent(intent)))
             elif kind == "waiting":
                 self._waiting_seq += 1
                 waiting.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
