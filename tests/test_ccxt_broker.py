@@ -250,3 +250,42 @@ async def test_the_exchange_demo_copies_the_leader_through_ccxt_and_quits_clean(
         await pilot.press("q")
     assert demo.broker._tasks == set()
     assert demo.exchange is not None and demo.exchange._runner is None
+
+
+async def test_a_leader_s_resting_order_is_mirrored_and_its_cancel_while_down_too(
+        exchange: LoopbackExchange) -> None:
+    """A limit the leader rests at the exchange is mirrored to both followers. The
+    exchange goes away, the leader cancels it there meanwhile; when it is back, the
+    broker finds the order gone (no trade filled it) and the mirrors are cancelled."""
+    engine, live, sim = await desk(exchange)
+    links: list[bool] = []
+
+    def linked(up: bool) -> None:
+        links.append(up)
+        (engine.reconnect if up else engine.disconnect)("loopback")
+
+    live.on_link = linked
+    venue = exchange.venue
+    try:
+        await asyncio.sleep(0.3)  # the streams are open
+        resting = venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT",
+                                       "quantity": "0.01", "price": "60000",
+                                       "newClientOrderId": "rest-1"})
+
+        def f1_working() -> list[Any]:
+            return venue.open_orders("F1", "BTCUSDT")
+
+        await until(engine, live, lambda: bool(f1_working())
+                    and bool(sim.working_orders("SIM-1")), seconds=10)
+        [mirror] = f1_working()
+        assert mirror.qty == Decimal("0.02") and mirror.price == Decimal(60000)
+        await exchange.stop()
+        venue.cancel("LEAD", {"orderId": str(resting.order_id)})
+        await until(engine, live, lambda: links == [False], seconds=10)
+        await exchange.start()
+        await until(engine, live, lambda: links == [False, True] and not f1_working()
+                    and not sim.working_orders("SIM-1"), seconds=30)
+        assert venue.orders[mirror.order_id].status == "CANCELED"
+        assert live.working_orders("LEAD") == []
+    finally:
+        await live.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -44,6 +44,8 @@ from synctui.brokers.events import (
     OrderAcknowledged,
     OrderCancelled,
     OrderInfo,
+    OrderModified,
+    OrderPlaced,
     OrderRefused,
 )
 from synctui.brokers.naming import NamingScheme, SymbolMap
@@ -178,16 +180,21 @@ class CcxtBroker:
                     self.symbols.set(inst.symbol, unified)
                     break
 
-    async def _snapshot(self, account: str) -> None:
-        """The account as the exchange has it now: wallet, positions, settings, orders."""
+    async def _snapshot(self, account: str, *, initial: bool = True) -> None:
+        """The account as the exchange has it now. At start: wallet, positions,
+        settings and working orders. Later (`initial=False`, on reconnect) only the
+        settings and the working orders: positions and the wallet follow the trades,
+        each applied once by its id, because a snapshot read while a trade is on its
+        way over the stream would count that trade twice."""
         client = self._clients[account]
-        balance = await self._call(client.fetch_balance)
-        wallet = Decimal(str(balance.get("USDT", {}).get("total") or 0))
-        self._balance[account] = wallet
-        self._day_start.setdefault(account, wallet)
-        self._realized.setdefault(account, ZERO)
-        self._fees.setdefault(account, ZERO)
         listed = [unified for unified, _size in self._listed.values()]
+        if initial:
+            balance = await self._call(client.fetch_balance)
+            wallet = Decimal(str(balance.get("USDT", {}).get("total") or 0))
+            self._balance[account] = wallet
+            self._day_start.setdefault(account, wallet)
+            self._realized.setdefault(account, ZERO)
+            self._fees.setdefault(account, ZERO)
         positions: dict[str, _Position] = {}
         for raw in await self._call(client.fetch_positions, listed):
             symbol = self.symbols.catalog(raw["symbol"])
@@ -201,10 +208,20 @@ class CcxtBroker:
                 qty = inst.half_up_qty(contracts * self._listed[symbol][1])
                 positions[symbol] = _Position(qty if raw.get("side") == "long" else -qty,
                                               _on_tick(inst, _dec(raw.get("entryPrice"))))
-        self._positions[account] = positions
+        if initial:
+            self._positions[account] = positions
+        working: set[str] = set()
         for unified in listed:  # by symbol: without one ccxt's stream login goes astray
             for raw in await self._call(client.fetch_open_orders, unified):
-                self._remember_working(account, raw)
+                self._remember_working(account, raw, announce=not initial)
+                working.add(str(raw["id"]))
+        if not initial:  # gone while the link was down: filled (its trades say so) or not
+            for order_id, info in list(self._working.items()):
+                if info.account == account and order_id not in working:
+                    del self._working[order_id]
+                    if self._status.get(order_id) is not OrderStatus.FILLED:
+                        self._status[order_id] = OrderStatus.CANCELLED
+                        self._report(OrderCancelled(info, CancelReason.REQUESTED))
 
     # --- the inbox --------------------------------------------------------------------
 
@@ -247,7 +264,7 @@ class CcxtBroker:
                 for trade in sorted(missed, key=lambda t: (t.get("timestamp") or 0,
                                                            str(t.get("id")))):
                     self._on_trade(account, trade)
-                await self._snapshot(account)
+                await self._snapshot(account, initial=False)
                 return
             except ccxt.BaseError as error:
                 if classify(error) is Failure.PERMANENT or pause is None:
@@ -455,6 +472,13 @@ class CcxtBroker:
         self._fees[account] = self._fees.get(account, ZERO) + fee
         self._balance[account] = self._balance.get(account, ZERO) + outcome.realized - fee
         order_id = str(trade.get("order")) if trade.get("order") is not None else None
+        working = self._working.get(order_id or "")
+        if working is not None:  # a resting order filled, in part or whole
+            if working.qty - qty <= 0:
+                del self._working[working.id]
+                self._status[working.id] = OrderStatus.FILLED
+            else:
+                self._working[working.id] = replace(working, qty=working.qty - qty)
         client_id = self._client_of.get(order_id or "") or (
             (trade.get("info") or {}).get("c"))
         leverage, mode = self.leverage_of(account, trade["symbol"])
@@ -473,7 +497,12 @@ class CcxtBroker:
         else:
             self._report(fill)
 
-    def _remember_working(self, account: str, raw: dict[str, Any]) -> None:
+    def _remember_working(self, account: str, raw: dict[str, Any],
+                          announce: bool = True) -> None:
+        """A working order as the exchange reports it. A new one is announced
+        (OrderPlaced: a leader's resting order is mirrored to its followers), a
+        changed price too (OrderModified); an order whose answer is awaited is
+        announced after it. Orders found at start are not news."""
         symbol = self.symbols.catalog(raw["symbol"])
         inst = self.catalog.get(symbol)
         order_id = str(raw["id"])
@@ -481,16 +510,32 @@ class CcxtBroker:
         remaining = raw.get("remaining")
         qty = inst.half_up_qty(_dec(remaining if remaining is not None else raw.get("amount"))
                              * self._listed[symbol][1])
-        self._working[order_id] = OrderInfo(
+        before = self._working.get(order_id)
+        info = OrderInfo(
             self.name, order_id, account, raw["symbol"],
             Side.BUY if raw.get("side") == "buy" else Side.SELL,
             OrderType.LIMIT if raw.get("type") == "limit" else OrderType.MARKET, qty,
             _on_tick(inst, _dec(raw.get("price"))) if raw.get("price") else None,
             bool(raw.get("reduceOnly")), None, None, client_id, None, None)
+        self._working[order_id] = info
         self._status[order_id] = OrderStatus.WORKING
         if client_id:
             self._client_of[order_id] = client_id
             self._order_of[(account, client_id)] = order_id
+        if not announce:
+            return
+        event: BrokerEvent | None = None
+        if before is None:
+            event = OrderPlaced(info)
+        elif before.price != info.price:
+            event = OrderModified(info)
+        if event is None:
+            return
+        waiting = self._answering.get((account, client_id or ""))
+        if waiting is not None:
+            waiting.append(event)
+        else:
+            self._report(event)
 
     # --- the broker interface: accounts and markets ----------------------------------------
 
