@@ -503,6 +503,8 @@ class CcxtBroker:
         (OrderPlaced: a leader's resting order is mirrored to its followers), a
         changed price too (OrderModified); an order whose answer is awaited is
         announced after it. Orders found at start are not news."""
+        if raw.get("type") != "limit" or not raw.get("price"):
+            return  # a market order is never resting: its fills are all there is to it
         symbol = self.symbols.catalog(raw["symbol"])
         inst = self.catalog.get(symbol)
         order_id = str(raw["id"])
