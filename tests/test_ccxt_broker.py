@@ -289,3 +289,26 @@ async def test_a_leader_s_resting_order_is_mirrored_and_its_cancel_while_down_to
         assert live.working_orders("LEAD") == []
     finally:
         await live.close()
+
+
+async def test_a_live_broker_s_news_is_polled_at_once_without_a_tick() -> None:
+    """No timer at all: the copies land because the broker wakes the desk."""
+    from synctui.exchange.demo import ExchangeDemo
+    from synctui.tui.app import make_app
+
+    demo = ExchangeDemo(7)
+    app = make_app(live=demo, tick_seconds=None)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        assert demo.exchange is not None
+        venue = demo.exchange.venue
+        await asyncio.sleep(0.3)  # the streams are open
+        venue.place("LEAD-BTC", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET",
+                                 "quantity": "0.01", "newClientOrderId": "by-hand"})
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if venue.broker.position("FOLLOW-2", "BTCUSDT") == Decimal("-0.02"):
+                break
+        assert venue.broker.position("FOLLOW-1", "BTCUSDT") == Decimal("-0.01")
+        assert venue.broker.position("FOLLOW-2", "BTCUSDT") == Decimal("-0.02")
+        await pilot.press("q")

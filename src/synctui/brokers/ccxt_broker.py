@@ -115,6 +115,9 @@ class CcxtBroker:
         # Told when the link to the exchange drops (False) and comes back (True): the desk
         # turns it into `Engine.disconnect` / `Engine.reconnect` (SPEC 9).
         self.on_link: Callable[[bool], None] | None = None
+        # Told when something waits in the inbox: the desk polls at once instead of at
+        # its next tick, so a copy at an exchange waits for no timer.
+        self.on_news: Callable[[], None] | None = None
         self.link_up = True
         self._last_trade_ms: dict[str, int] = {}  # per account: the newest trade seen
         self._prices_read: dict[str, Decimal] = {}  # catalog symbol -> last price, unread
@@ -240,6 +243,8 @@ class CcxtBroker:
 
     def _report(self, event: BrokerEvent) -> None:
         self._inbox.append(event)
+        if self.on_news is not None:
+            self.on_news()
 
     def disconnect(self) -> None:
         self.connected = False

@@ -12,6 +12,7 @@ shown to the exchange and to the simulated broker alike.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from decimal import Decimal
 
 from synctui.brokers.base import Broker
@@ -53,7 +54,7 @@ class ExchangeDemo:
         self._orders = 0  # the leader's orders so far: their client ids
         self.trading = True  # the leader decides (a test stops it to see the copies land)
 
-    async def open(self) -> World:
+    async def open(self, wake: Callable[[], None] | None = None) -> World:
         keys = {name: (f"demo-key-{name.lower()}", f"demo-secret-{name.lower()}")
                 for name, _ in ACCOUNTS}
         venue = Venue([ApiAccount(name, *keys[name], Decimal(balance))
@@ -88,6 +89,7 @@ class ExchangeDemo:
             (engine.reconnect if up else engine.disconnect)(broker.name)
 
         broker.on_link = linked
+        broker.on_news = wake
         self.market = MarketSimulator(catalog, {SYMBOL: start}, self.seed)
         self.world = World(catalog, prices, brokers, engine, clock)
         return self.world

@@ -8,6 +8,7 @@ app last until quit (say so in the README); the file is the desk's record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import ccxt
@@ -31,8 +32,10 @@ class ConfigDesk:
         self.config = config
         self.brokers: dict[str, CcxtBroker] = {}
         self.world: World | None = None
+        self._wake: Callable[[], None] | None = None
 
-    async def open(self) -> World:
+    async def open(self, wake: Callable[[], None] | None = None) -> World:
+        self._wake = wake
         catalog = Catalog()
         prices = PriceBook(catalog)
         clock = SystemClock()
@@ -81,6 +84,7 @@ class ConfigDesk:
             except Refused as refused:
                 raise OpenFailed(f"group {group.name!r}: {refused.message}") from None
         for name, broker in self.brokers.items():
+            broker.on_news = self._wake
             broker.on_link = (lambda up, name=name:
                               (engine.reconnect if up else engine.disconnect)(name))
         return World(catalog, prices, brokers, engine, clock)

@@ -33,9 +33,10 @@ class Driver(Protocol):
 class LiveDesk(Driver, Protocol):
     """A desk on live brokers (the exchange demo): it opens its world on the app's
     event loop (a broker's streams run there) and closes it at quit. Kept in memory:
-    the exchange holds the accounts, and the groups are the desk's own."""
+    the exchange holds the accounts, and the groups are the desk's own. `open` takes
+    `wake`, to call when a broker has news: the desk then polls at once."""
 
-    async def open(self) -> World: ...
+    async def open(self, wake: Callable[[], None]) -> World: ...
     async def close(self) -> None: ...
 
 
@@ -59,6 +60,8 @@ class Desk:
         self.refusals: list[dict[str, Any]] = []
         self._closing = False  # close() has begun: no tick starts any more
         self._ticks: set[asyncio.Task[list[str]]] = set()  # in flight, held until done
+        self._woken = False  # a poll for a live broker's news is on its way
+        self._polls: set[asyncio.Task[None]] = set()  # held until done
 
     @property
     def engine(self) -> Engine:
@@ -87,7 +90,7 @@ class Desk:
         whatever a step makes (copies, their funds, mirrors, failures) is journaled
         and saved like any later change. Refused steps are kept in `refusals`."""
         if self.live is not None:
-            self.world = self._given = await self.live.open()
+            self.world = self._given = await self.live.open(self.wake)
             self.clock = self.world.clock
             self.driver = self.live
             return
@@ -153,6 +156,22 @@ class Desk:
         self._ticks.add(step)
         step.add_done_callback(self._ticks.discard)
         return await asyncio.shield(step)
+
+    def wake(self) -> None:
+        """A live broker has news: the engine polls it now (once, however many events
+        arrived meanwhile), not at the next tick."""
+        if self._woken or self._closing:
+            return
+        self._woken = True
+        task = asyncio.ensure_future(self._poll())
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+
+    async def _poll(self) -> None:
+        async with self._lock:
+            self._woken = False
+            if not self._closing:
+                self.engine.poll()
 
     async def _step(self) -> list[str]:
         async with self._lock:
