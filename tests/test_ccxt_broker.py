@@ -68,6 +68,18 @@ async def until(engine: Engine, live: CcxtBroker, done: Callable[[], bool],
     raise AssertionError("the exchange did not get there in time")
 
 
+def linked(engine: Engine, live: CcxtBroker) -> list[bool]:
+    """The link as the desk wires it (SPEC 9); each change is also kept, in order."""
+    links: list[bool] = []
+
+    def told(up: bool) -> None:
+        links.append(up)
+        (engine.reconnect if up else engine.disconnect)(live.name)
+
+    live.on_link = told
+    return links
+
+
 async def leader_trades(exchange: LoopbackExchange, side: str, qty: float,
                         client_id: str) -> None:
     """The leader trades at the exchange itself, as a trader does."""
@@ -172,13 +184,7 @@ async def test_the_exchange_down_mid_burst_and_back_copies_each_fill_exactly_onc
     is down; it comes back on the same port. Every leader fill is copied once to each
     follower, F1's mirror agrees with the exchange, and nothing is out of sync."""
     engine, live, sim = await desk(exchange)
-    links: list[bool] = []
-
-    def linked(up: bool) -> None:
-        links.append(up)
-        (engine.reconnect if up else engine.disconnect)("loopback")
-
-    live.on_link = linked
+    links = linked(engine, live)
     venue = exchange.venue
     try:
         await asyncio.sleep(0.3)  # the streams are open
@@ -258,13 +264,7 @@ async def test_a_leader_s_resting_order_is_mirrored_and_its_cancel_while_down_to
     exchange goes away, the leader cancels it there meanwhile; when it is back, the
     broker finds the order gone (no trade filled it) and the mirrors are cancelled."""
     engine, live, sim = await desk(exchange)
-    links: list[bool] = []
-
-    def linked(up: bool) -> None:
-        links.append(up)
-        (engine.reconnect if up else engine.disconnect)("loopback")
-
-    live.on_link = linked
+    links = linked(engine, live)
     venue = exchange.venue
     try:
         await asyncio.sleep(0.3)  # the streams are open

@@ -470,11 +470,7 @@ async def test_my_copies_shows_each_copy_s_return_on_its_investment() -> None:
 
     app = desk_app()
     async with app.run_test(size=SIZE) as pilot:
-        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
-                                                   Decimal(2000)))
-        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
-                                                        qty=Decimal(1)))
-        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await copy_a_trade_and_move(app)
         await pilot.press("M")
         await settle(pilot)
         row = copy_rows(app.desk.engine)[0]
@@ -521,14 +517,20 @@ async def test_each_follower_s_pnl_counts_every_contract_and_the_foot_sums_them(
         assert f"P&L {money(moved).plain}" in foot
 
 
+async def copy_a_trade_and_move(app: SyncApp) -> None:
+    """SPARE-41 copies Alpha with Smart Sync, the leader buys, and the price moves:
+    every kind of follower holds a position with a P&L."""
+    await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
+                                               Decimal(2000)))
+    await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
+                                                    qty=Decimal(1)))
+    await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+
+
 async def test_groups_show_each_group_s_followers_pnl_and_the_desk_total() -> None:
     app = desk_app()
     async with app.run_test(size=SIZE) as pilot:
-        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
-                                                   Decimal(2000)))
-        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
-                                                        qty=Decimal(1)))
-        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await copy_a_trade_and_move(app)
         await pilot.press("G")
         await settle(pilot)
         engine = app.desk.engine
@@ -548,11 +550,7 @@ async def test_groups_show_each_group_s_followers_pnl_and_the_desk_total() -> No
 async def test_my_copies_show_each_copy_s_pnl_and_the_total_with_its_roi() -> None:
     app = desk_app()
     async with app.run_test(size=SIZE) as pilot:
-        await from_outside(app, lambda e: e.follow("Alpha", "SPARE-41", "smart_sync",
-                                                   Decimal(2000)))
-        await from_outside(app, lambda e: e.place_order("LEAD-1", "MNQ", Side.BUY,
-                                                        qty=Decimal(1)))
-        await from_outside(app, lambda e: e.set_price("MNQ", Decimal(21100)))
+        await copy_a_trade_and_move(app)
         await pilot.press("M")
         await settle(pilot)
         engine = app.desk.engine

@@ -409,27 +409,22 @@ class CcxtBroker:
     # --- the private stream -------------------------------------------------------------
 
     async def _watch_trades(self, account: str) -> None:
-        client = self._clients[account]
-        failures = 0
-        while True:
-            try:
-                trades = await client.watch_my_trades()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the stream broke: ccxt reconnects on the next watch
-                failures += 1
-                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
-                continue
-            for trade in trades:
-                self._on_trade(account, trade)
+        await self._watch(self._clients[account].watch_my_trades,
+                          lambda trade: self._on_trade(account, trade))
 
     async def _watch_orders(self, account: str) -> None:
-        client = self._clients[account]
+        await self._watch(self._clients[account].watch_orders,
+                          lambda order: self._on_order(account, order))
+
+    @staticmethod
+    async def _watch(watch: Any, handle: Callable[[dict[str, Any]], None]) -> None:
+        """One private stream, for as long as the broker runs. A broken stream is
+        watched again after a pause (ccxt reconnects on the next watch); the link
+        probe, not the stream, tells the desk the exchange is away."""
         failures = 0
         while True:
             try:
-                orders = await client.watch_orders()
+                updates = await watch()
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -437,8 +432,8 @@ class CcxtBroker:
                 failures += 1
                 await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
                 continue
-            for order in orders:
-                self._on_order(account, order)
+            for update in updates:
+                handle(update)
 
     def _on_order(self, account: str, order: dict[str, Any]) -> None:
         order_id = str(order["id"])
