@@ -305,10 +305,36 @@ async def test_a_live_broker_s_news_is_polled_at_once_without_a_tick() -> None:
         await asyncio.sleep(0.3)  # the streams are open
         venue.place("LEAD-BTC", {"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET",
                                  "quantity": "0.01", "newClientOrderId": "by-hand"})
-        for _ in range(100):
+        for _ in range(200):
             await asyncio.sleep(0.05)
-            if venue.broker.position("FOLLOW-2", "BTCUSDT") == Decimal("-0.02"):
+            if venue.broker.position("FOLLOW-2", "BTCUSDT") == Decimal("-0.02") and \
+                    venue.broker.position("FOLLOW-1", "BTCUSDT") == Decimal("-0.01"):
                 break
         assert venue.broker.position("FOLLOW-1", "BTCUSDT") == Decimal("-0.01")
         assert venue.broker.position("FOLLOW-2", "BTCUSDT") == Decimal("-0.02")
         await pilot.press("q")
+
+
+async def test_a_trade_the_stream_never_told_is_copied_and_history_is_not(
+        exchange: LoopbackExchange) -> None:
+    """The leader traded before synctui started (history: in the positions read at
+    start, never copied, never counted twice). Then the exchange's websocket is down
+    (REST still answers) and the leader trades again: the broker finds that trade by
+    REST and it is copied, once."""
+    venue = exchange.venue
+    venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                         "quantity": "0.05", "newClientOrderId": "before-start"})
+    exchange.refuse_streams = True
+    engine, live, sim = await desk(exchange)
+    try:
+        assert live.position("LEAD", BTC) == Decimal("0.05")
+        venue.place("LEAD", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                             "quantity": "0.01", "newClientOrderId": "unheard"})
+        await until(engine, live, lambda: at_exchange(exchange, "F1") == Decimal("0.02")
+                    and sim.position("SIM-1", "BTCUSDT") == Decimal("0.01"), seconds=15)
+        assert live.position("LEAD", BTC) == Decimal("0.06")  # each trade once
+        assert len(orders_at_exchange(exchange, "F1")) == 1
+        assert sim.position("SIM-1", "BTCUSDT") == Decimal("0.01")  # history not copied
+    finally:
+        exchange.refuse_streams = False
+        await live.close()

@@ -60,6 +60,7 @@ from synctui.domain.risk import RiskLimits
 ZERO = Decimal(0)
 RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # then every 4 s, while the exchange is away
 LINK_SECONDS = 0.5  # how often the exchange is asked the time, to see the link
+TRADES_SECONDS = 10.0  # how often trades are read by REST too, for any the stream lost
 PRICE_SECONDS = 1.0  # how often the listed contracts' last prices are read
 GIVE_UP_SECONDS = 120.0  # a copy not answered for this long is reported failed
 Listener = Callable[[BrokerEvent], None]
@@ -120,6 +121,9 @@ class CcxtBroker:
         self.on_news: Callable[[], None] | None = None
         self.link_up = True
         self._last_trade_ms: dict[str, int] = {}  # per account: the newest trade seen
+        # Per (account, catalog symbol): when the position read at start last changed.
+        # A trade up to then is in that position already: seen, never applied again.
+        self._boundary: dict[tuple[str, str], int] = {}
         self._prices_read: dict[str, Decimal] = {}  # catalog symbol -> last price, unread
 
     # --- life -----------------------------------------------------------------------------
@@ -141,12 +145,9 @@ class CcxtBroker:
                 client.markets, client.markets_by_id = first.markets, first.markets_by_id
                 client.symbols, client.ids = first.symbols, first.ids
         self._map_markets(markets)
-        started = int(await self._call(first.fetch_time))
         for account in self._clients:
-            # trades before now are history, in the snapshot: never reported as new
-            self._last_trade_ms.setdefault(account, started)
             await self._snapshot(account)
-            for watch in (self._watch_trades, self._watch_orders):
+            for watch in (self._watch_trades, self._watch_orders, self._poll_trades):
                 self._spawn(watch(account))
         self._spawn(self._watch_link(first))
         self._spawn(self._watch_prices(first))
@@ -203,6 +204,10 @@ class CcxtBroker:
             symbol = self.symbols.catalog(raw["symbol"])
             inst = self.catalog.get(symbol)
             contracts = _dec(raw.get("contracts"))
+            if initial:  # the trades this position holds: up to its last change
+                stamp = int(raw.get("timestamp") or 0)
+                self._boundary[(account, symbol)] = stamp
+                self._last_trade_ms[account] = max(self._last_trade_ms.get(account, 0), stamp)
             if raw.get("leverage"):
                 mode = (MarginMode.ISOLATED if raw.get("marginMode") == "isolated"
                         else MarginMode.CROSS)
@@ -259,16 +264,9 @@ class CcxtBroker:
             self._spawn(self._reconcile(account))
 
     async def _reconcile(self, account: str) -> None:
-        client = self._clients[account]
-        since = self._last_trade_ms.get(account)
         for pause in (*RETRY_SECONDS, None):
             try:
-                missed: list[dict[str, Any]] = []
-                for unified, _size in self._listed.values():
-                    missed += await self._call(client.fetch_my_trades, unified, since)
-                for trade in sorted(missed, key=lambda t: (t.get("timestamp") or 0,
-                                                           str(t.get("id")))):
-                    self._on_trade(account, trade)
+                await self._catch_up(account)
                 await self._snapshot(account, initial=False)
                 return
             except ccxt.BaseError as error:
@@ -302,6 +300,26 @@ class CcxtBroker:
         to `Engine.set_price` (marks, stop losses, the dashboard)."""
         prices, self._prices_read = self._prices_read, {}
         return prices
+
+    async def _poll_trades(self, account: str) -> None:
+        """The trades by REST too, soon after start (a trade made before the stream
+        was open) and every few seconds after (a message the stream lost); each trade
+        is applied once, by its id, whichever way it comes first."""
+        await asyncio.sleep(1.0)
+        while True:
+            if self.link_up:
+                with contextlib.suppress(ccxt.BaseError):
+                    await self._catch_up(account)
+            await asyncio.sleep(TRADES_SECONDS)
+
+    async def _catch_up(self, account: str) -> None:
+        client = self._clients[account]
+        since = self._last_trade_ms.get(account)
+        missed: list[dict[str, Any]] = []
+        for unified, _size in self._listed.values():
+            missed += await self._call(client.fetch_my_trades, unified, since)
+        for trade in sorted(missed, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
+            self._on_trade(account, trade)
 
     async def _watch_link(self, client: Any) -> None:
         """Ask the exchange the time: an answer after none is the link back, no answer
@@ -455,6 +473,8 @@ class CcxtBroker:
         self._trades_seen.add(key)
         stamp = int(trade.get("timestamp") or 0)
         self._last_trade_ms[account] = max(self._last_trade_ms.get(account, 0), stamp)
+        if stamp <= self._boundary.get((account, self.symbols.catalog(trade["symbol"])), -1):
+            return  # in the position read at start already
         symbol = self.symbols.catalog(trade["symbol"])
         inst = self.catalog.get(symbol)
         size = self._listed[symbol][1]

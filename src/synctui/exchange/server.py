@@ -39,6 +39,7 @@ class LoopbackExchange:
         self.port = port
         self.throttle = 0  # the next private requests answered 429, as a rate limit
         self.drop_answers = 0  # the next orders placed whose answers are lost (503)
+        self.refuse_streams = False  # the websocket is down (REST still answers)
         self.dropped = 0
         self.requests = 0
         self._runner: web.AppRunner | None = None
@@ -295,6 +296,8 @@ class LoopbackExchange:
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """/ws/<listenKey>, or /private/ws?listenKey=<key> as newer ccxt connects."""
+        if self.refuse_streams:
+            raise ApiError(503, -1001, "Internal error; unable to process your request.")
         key = request.match_info.get("key") or request.query.get("listenKey", "")
         account = self._keys.get(key)
         if account is None:

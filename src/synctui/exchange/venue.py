@@ -150,6 +150,9 @@ class Venue:
         self._pending: VenueOrder | None = None  # being placed: the broker's reports are its
         self.listeners: list[Push] = []
         self.trades: dict[str, list[dict[str, Any]]] = {a.id: [] for a in self.accounts}
+        # When each account's position in each symbol last changed (positionRisk's
+        # updateTime): 0 for one never traded.
+        self.position_time: dict[tuple[str, str], int] = {}
         self.broker.subscribe(self._on_broker)
 
     # --- the listed markets -------------------------------------------------------------
@@ -324,6 +327,7 @@ class Venue:
             trade = self._next_trade
             self._next_trade += 1
             now = self.now_ms()
+            self.position_time[(event.account, order.symbol)] = now
             self.trades.setdefault(event.account, []).append({
                 "symbol": order.symbol, "id": trade, "orderId": order.order_id,
                 "side": order.side.value.upper(), "price": text(event.price),
@@ -450,7 +454,8 @@ class Venue:
             "isolatedWallet": text(margin if isolated else ZERO),
             "initialMargin": text(margin), "positionInitialMargin": text(margin),
             "maintMargin": "0", "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0",
-            "askNotional": "0", "marginAsset": "USDT", "updateTime": self.now_ms(),
+            "askNotional": "0", "marginAsset": "USDT",
+            "updateTime": self.position_time.get((account, symbol), 0),
         }
 
     def positions_json(self, account: str, symbol: str | None) -> list[dict[str, Any]]:
