@@ -473,9 +473,9 @@ class CcxtBroker:
         self._trades_seen.add(key)
         stamp = int(trade.get("timestamp") or 0)
         self._last_trade_ms[account] = max(self._last_trade_ms.get(account, 0), stamp)
-        if stamp <= self._boundary.get((account, self.symbols.catalog(trade["symbol"])), -1):
-            return  # in the position read at start already
         symbol = self.symbols.catalog(trade["symbol"])
+        if stamp <= self._boundary.get((account, symbol), -1):
+            return  # in the position read at start already
         inst = self.catalog.get(symbol)
         size = self._listed[symbol][1]
         qty = inst.half_up_qty(_dec(trade.get("amount")) * size)

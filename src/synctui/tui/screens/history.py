@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -222,9 +223,7 @@ class HistoryScreen(Screen[None]):
         self.query_one("#history-table", DataTable).focus()
 
     def _query(self, **changes: Any) -> None:
-        fields = {f: getattr(self.query_now, f) for f in HistoryQuery.__dataclass_fields__}
-        fields.update(changes)
-        query = HistoryQuery(**fields)
+        query = replace(self.query_now, **changes)
         if query != self.query_now:
             self.query_now = query
             self.reload()
