@@ -10,11 +10,13 @@ from typing import Protocol
 from synctui.brokers.events import BrokerEvent, OrderInfo
 from synctui.brokers.naming import SymbolMap
 from synctui.domain.errors import RejectReason
+from synctui.domain.frozen import quick_init
 from synctui.domain.instruments import Market
 from synctui.domain.orders import FillCause, MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.risk import RiskLimits
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
     symbol: str

@@ -7,9 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from synctui.domain.errors import RejectReason
+from synctui.domain.frozen import quick_init
 from synctui.domain.orders import CancelReason, FillCause, MarginMode, OrderType, Side
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class OrderInfo:
     """A working order as the broker holds it."""
@@ -30,6 +32,7 @@ class OrderInfo:
     role: str | None  # "stop_loss" | "take_profit" for brackets
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class Fill:
     id: str  # unique per broker: the key of everything copied from it
@@ -81,6 +84,7 @@ class OrderFailed:
     message: str
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class OrderAcknowledged:
     """The broker has a submitted order (SPEC 9: answers come after the request)."""

@@ -112,6 +112,7 @@ class SimBroker:
         self.held: list[BrokerEvent] = []
         self._late: list[tuple[datetime, str, OrderRequest]] = []  # submitted, not answered
         self._buffer: list[BrokerEvent] | None = None  # reports held behind an answer
+        self._tradable: dict[str, Instrument] = {}  # native symbol -> instrument it trades
 
     # --- plumbing -----------------------------------------------------------
 
@@ -197,13 +198,18 @@ class SimBroker:
         return self._instrument(symbol).market in self.settings.markets
 
     def _traded(self, native: str) -> Instrument:
-        """The instrument, refused when this broker does not trade its market."""
+        """The instrument, refused when this broker does not trade its market. What it
+        trades is remembered (an instrument never changes market): every order asks."""
+        inst = self._tradable.get(native)
+        if inst is not None:
+            return inst
         inst = self._instrument(native)
         if inst.market not in self.settings.markets:
             raise OrderRejected(
                 RejectReason.UNSUPPORTED_INSTRUMENT,
                 f"broker {self.name!r} does not trade {inst.symbol} ({inst.market}); "
                 f"it trades {', '.join(sorted(self.settings.markets))}")
+        self._tradable[native] = inst
         return inst
 
     def has_account(self, account: str) -> bool:
@@ -335,7 +341,7 @@ class SimBroker:
         if request.type is OrderType.MARKET or self.book.marketable(order, current):
             fill_price = self.book.fill_price(order, inst, current)
             self._remember(order)
-            self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True)
+            self._execute(acct, order, fill_price, FillCause.ORDER, refuse=True, inst=inst)
             return order.id
         self._remember(order)
         self._rest(order)
@@ -390,10 +396,11 @@ class SimBroker:
     # --- fills --------------------------------------------------------------
 
     def _execute(self, acct: SimAccount, order: SimOrder, price: Decimal, cause: FillCause,
-                 refuse: bool) -> None:
+                 refuse: bool, inst: Instrument | None = None) -> None:
         """Fill `order` at `price`. `refuse` raises on a margin shortfall instead of
         reporting `OrderFailed` (a fresh order is refused; a working one fails)."""
-        inst = self.catalog.get(order.symbol)
+        if inst is None:
+            inst = self.catalog.get(order.symbol)
         qty = order.qty
         if order.reduce_only:
             reducible = self.ledger.reducible(acct, order.symbol, order.side)
@@ -453,42 +460,42 @@ class SimBroker:
         fee = self.ledger.fee(qty)
         outcome = self.ledger.apply_fill(acct, inst, side, qty, price, fee, self._next_fill)
         self._touched(acct, symbol)
+        at = self.clock.now()
+        native = self.symbols.native(symbol)
+        lev, margin_mode = (None, None) if inst.is_future else (leverage, mode)
+        if order is None:
+            order_id = client_id = parent_id = role = None
+            stop_loss = take_profit = None
+        else:
+            order_id, client_id, parent_id = order.id, order.client_id, order.parent_id
+            role, stop_loss, take_profit = order.role, order.stop_loss, order.take_profit
+        changes = self.changes
         if parts <= 1:
-            sizes = [qty]
+            sizes: list[Decimal] = [qty]
         else:
             step = inst.qty_step
             steps = int(qty / step)
             sizes = [(steps // parts + (1 if i < steps % parts else 0)) * step
                      for i in range(parts)]
-        before, realized_left, at = held, outcome.realized, self.clock.now()
-        native = self.symbols.native(symbol)
-        future = inst.is_future
+        before, realized_left = held, outcome.realized
         last_index = len(sizes) - 1
         for index, size in enumerate(sizes):
-            last = index == last_index
-            realized = realized_left if last else outcome.realized * size / qty
+            if index == last_index:
+                realized, after, size_fee = realized_left, outcome.qty, (
+                    fee if index == 0 else self.ledger.fee(size))
+            else:
+                realized = outcome.realized * size / qty
+                after, size_fee = before + side.signed(size), self.ledger.fee(size)
             realized_left -= realized
-            after = outcome.qty if last else before + side.signed(size)
+            # positional: a fan-out builds a thousand of these
             fill = Fill(
-                id=f"{self.name}-f{self._next_fill}", broker=self.name, account=acct.id,
-                symbol=native, side=side, qty=size, price=price,
-                fee=fee if last and last_index == 0 else self.ledger.fee(size),
-                realized=realized, cause=cause,
-                position_before=before, position_after=after, equity_before=equity_before,
-                leverage=None if future else leverage,
-                margin_mode=None if future else mode,
-                order_id=order.id if order else None,
-                client_id=order.client_id if order else None,
-                parent_id=order.parent_id if order else None,
-                role=order.role if order else None,
-                stop_loss=order.stop_loss if order else None,
-                take_profit=order.take_profit if order else None,
-                at=at,
-            )
+                f"{self.name}-f{self._next_fill}", self.name, acct.id, native, side, size,
+                price, size_fee, realized, cause, before, after, equity_before, lev,
+                margin_mode, order_id, client_id, parent_id, role, stop_loss, take_profit, at)
             self._next_fill += 1
             before = after
-            if self.changes is not None:
-                self.changes.fills.append(fill)
+            if changes is not None:
+                changes.fills.append(fill)
             self._emit(fill)
         if outcome.qty == 0 or (outcome.closed and outcome.opened):
             self._cancel_reduce_only(acct, symbol)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from synctui.domain.frozen import quick_init
 from synctui.domain.money import money
 
 ZERO = Decimal(0)
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class FillOutcome:
     qty: Decimal  # signed position after the fill

@@ -64,6 +64,7 @@ from synctui.domain.prices import PriceBook
 from synctui.domain.reconcile import Drift
 from synctui.domain.risk import RiskLimits
 from synctui.engine.events import (
+    EVENT_TYPES,
     AccountBreachedEvent,
     AccountFilled,
     CopyFailed,
@@ -134,7 +135,10 @@ class Engine:
         self.state = state or EngineState()
         self._queue: deque[BrokerEvent] = deque()
         self._draining = False
-        self._observers: list[Observer] = []
+        self._observers: list[tuple[Observer, tuple[type, ...]]] = []
+        # event type -> the observers that want it: an event nobody wants is not built
+        # (a store wants no fills: a fan-out's thousand `AccountFilled` cost it nothing)
+        self._wanted: dict[type, list[Observer]] = {kind: [] for kind in EVENT_TYPES}
         self.deferred = False  # True when a store must commit intents before they are sent
         self._before: dict[str, tuple[GroupStatus, PauseReason | None]] | None = None
         self._cause: str | None = None
@@ -159,12 +163,29 @@ class Engine:
 
     # --- observers ------------------------------------------------------------
 
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
+    def subscribe(self, observer: Observer,
+                  wants: tuple[type, ...] = EVENT_TYPES) -> Callable[[], None]:
+        """Tell `observer` of the events of the kinds it `wants` (every kind unless
+        told), until the returned function is called."""
+        entry = (observer, wants)
+        self._observers.append(entry)
+        self._index_observers()
+
+        def unsubscribe() -> None:
+            self._observers.remove(entry)
+            self._index_observers()
+        return unsubscribe
+
+    def _index_observers(self) -> None:
+        self._wanted = {kind: [o for o, wants in self._observers if kind in wants]
+                        for kind in EVENT_TYPES}
+
+    def wants(self, kind: type) -> bool:
+        """Whether some observer wants events of `kind` (else they need not be built)."""
+        return bool(self._wanted[kind])
 
     def publish(self, event: EngineEvent) -> None:
-        for observer in self._observers:
+        for observer in self._wanted[type(event)]:
             observer(event)
 
     # --- command plumbing -------------------------------------------------------
@@ -382,7 +403,7 @@ class Engine:
             return False
         if isinstance(event, Fill):
             # what `_on_fill` does for an account that is no sub-account and leads nothing
-            if self._observers:
+            if self._wanted[AccountFilled]:
                 self._publish_fill(event, self.brokers[event.broker].symbols.catalog(
                     event.symbol))
         else:
@@ -847,7 +868,7 @@ class Engine:
         return self.brokers[order.broker].symbols.catalog(order.symbol)
 
     def _order_changed(self, order: OrderInfo, change: str) -> None:
-        if self._observers:
+        if self._wanted[OrderChanged]:
             self.publish(OrderChanged(order.account, order.id, self._catalog_symbol(order),
                                        order.side, order.type, order.qty, order.price, change))
 
@@ -1007,14 +1028,14 @@ class Engine:
         symbol = self.brokers[fill.broker].symbols.catalog(fill.symbol)
         smart_copy = self.state.copy_of_sub(fill.account)
         if smart_copy is not None:
-            if self._observers:
+            if self._wanted[AccountFilled]:
                 self.publish(AccountFilled(smart_copy.account, symbol, fill.side, fill.qty,
                                             fill.price, fill.realized, fill.fee, fill.cause,
                                             smart_copy.group, True, fill.at, smart=True))
             self.smart.check_stops([fill.account])
             return
         group = self._active_group_led_by(fill.account)
-        if self._observers:
+        if self._wanted[AccountFilled]:
             self._publish_fill(fill, symbol)
         if group is None or fill.cause is FillCause.GROUP_FLATTEN:
             return

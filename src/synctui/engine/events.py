@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from synctui.domain.copies import CopyStatus
 from synctui.domain.errors import RejectReason
+from synctui.domain.frozen import quick_init
 from synctui.domain.groups import GroupStatus, PauseReason
 from synctui.domain.orders import FillCause, OrderType, Side
 
@@ -24,6 +25,7 @@ class Failure:
     at: datetime
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class AccountFilled:
     account: str
@@ -93,4 +95,8 @@ class PriceMoved:
 EngineEvent = (
     AccountFilled | CopyFailed | GroupChanged | AccountBreachedEvent | OrderChanged | PriceMoved
     | CopyChanged
+)
+EVENT_TYPES: tuple[type, ...] = (
+    AccountFilled, CopyFailed, GroupChanged, AccountBreachedEvent, OrderChanged, PriceMoved,
+    CopyChanged,
 )

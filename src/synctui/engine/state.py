@@ -18,10 +18,12 @@ from typing import Any
 from synctui.brokers.base import OrderRequest
 from synctui.brokers.events import Fill
 from synctui.domain.copies import Copy
+from synctui.domain.frozen import quick_init
 from synctui.domain.groups import GroupBook
 from synctui.engine.events import Failure
 
 
+@quick_init  # built by the thousand per fan-out
 @dataclass(frozen=True, slots=True)
 class Intent:
     """A follower order the engine decided to send (the outbox).

@@ -201,7 +201,9 @@ class Store:
         if new:  # built before anyone listened: groups and copies are written whole
             world.engine.state.journal.extend([("groups", None), ("copies", None)])
         world.engine.deferred = True
-        self._unsubscribe = [world.engine.subscribe(self._observe)]
+        # what the event log records; never a fill (the fills table has them)
+        self._unsubscribe = [world.engine.subscribe(
+            self._observe, wants=(GroupChanged, CopyFailed, AccountBreachedEvent))]
 
     def detach(self) -> None:
         for unsubscribe in self._unsubscribe:
