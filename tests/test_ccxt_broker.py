@@ -239,10 +239,13 @@ async def test_the_exchange_demo_copies_the_leader_through_ccxt_and_quits_clean(
         assert venue is not None and demo.broker is not None
         demo.trading = False  # the leader stops; the last copies land
         engine = app.desk.engine
-        lead = venue.broker.position("LEAD-BTC", "BTCUSDT")
         for _ in range(100):
             await asyncio.sleep(0.05)
+            # read again each time: a leader order already on its way when trading
+            # stopped still fills after it
+            lead = venue.broker.position("LEAD-BTC", "BTCUSDT")
             if not engine.state.inflight and not engine.state.intents and \
+                    venue.broker.position("FOLLOW-1", "BTCUSDT") == lead and \
                     venue.broker.position("FOLLOW-2", "BTCUSDT") == 2 * lead:
                 break
         await pilot.pause()

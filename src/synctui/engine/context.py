@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -54,8 +55,10 @@ class CopyContext(Protocol):
         """Run a command: afterwards the brokers' reports are handled and group status
         changes published, with `cause`."""
     def send(self, group: str, follower: str, symbol: str, request: OrderRequest,
-             mirror_of: str | None = None, bracket_of: str | None = None) -> None:
-        """Queue a follower (or copy) order as an intent: the outbox sends it."""
+             mirror_of: str | None = None, bracket_of: str | None = None,
+             at: datetime | None = None) -> None:
+        """Queue a follower (or copy) order as an intent, decided `at` (now unless
+        told): the outbox sends it."""
     def fail(self, group: str, account: str, symbol: str, reason: RejectReason,
              message: str, bracket_of: str | None = None) -> None:
         """Record a copy's failure (and, for a bracketed entry, that its exits are not

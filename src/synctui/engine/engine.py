@@ -262,8 +262,11 @@ class Engine:
     def _reachable(self, intent: Intent) -> bool:
         return self.broker_of(intent.follower).connected
 
-    def _sendable(self) -> list[Intent]:
-        return [i for i in self.state.intents.values() if self._reachable(i)]
+    def _sendable(self) -> list[tuple[Intent, Broker]]:
+        """The intents whose broker is connected, with that broker (asked once)."""
+        broker_of = self.broker_of
+        return [(i, b) for i in self.state.intents.values()
+                if (b := broker_of(i.follower)).connected]
 
     def _ready_waiting(self) -> Waiting | None:
         for item in self.state.waiting.values():
@@ -895,11 +898,14 @@ class Engine:
                         f"broker {broker.name!r} does not trade {symbol}", bracket_of)
 
     def send(self, group: str, follower: str, symbol: str, request: OrderRequest,
-                  mirror_of: str | None = None, bracket_of: str | None = None) -> None:
-        """Queue a follower (or copy) order as an intent; `dispatch` sends it."""
+             mirror_of: str | None = None, bracket_of: str | None = None,
+             at: datetime | None = None) -> None:
+        """Queue a follower (or copy) order as an intent, decided `at` (now unless told;
+        a fan-out's copies share one time); `dispatch` sends it."""
         assert request.client_id is not None
         self.state.add_intent(Intent(request.client_id, group, follower, symbol, request,
-                                     mirror_of, bracket_of, self.clock.now(), self._since))
+                                     mirror_of, bracket_of, at or self.clock.now(),
+                                     self._since))
 
     @property
     def outbox(self) -> list[Intent]:
@@ -912,9 +918,10 @@ class Engine:
             batch = self._sendable()  # dispatching makes no new intents: one pass each
             if not batch:
                 return
-            for intent in batch:
-                if intent.key in self.state.intents:
-                    self._dispatch(intent)
+            intents = self.state.intents
+            for intent, broker in batch:
+                if intent.key in intents:
+                    self._dispatch(intent, broker)
 
     def _waited(self, intent: Intent) -> Intent | None:
         """An intent that waited for its broker, as it is to be sent now: None when it
@@ -941,12 +948,13 @@ class Engine:
             return replace(intent, request=replace(intent.request, price=info.price))
         return intent
 
-    def _dispatch(self, intent: Intent) -> None:
+    def _dispatch(self, intent: Intent, broker: Broker | None = None) -> None:
         """Send one intent. A client id the broker already holds was sent before (a
         restart, or a timeout that reached it): its outcome is taken from the broker and
         it is never sent again. Otherwise it is submitted; its answer arrives as an
         event (`_answered`), at once or later."""
-        broker = self.broker_of(intent.follower)
+        if broker is None:
+            broker = self.broker_of(intent.follower)
         known = broker.order_by_client_id(intent.key)
         if known is not None:
             if broker.order_status(known.id) is OrderStatus.REJECTED:
@@ -966,7 +974,7 @@ class Engine:
         except BrokerTimeout:
             # Ask again with the same client id: a broker that has it answers with that
             # order (the known branch above), one that does not takes it now.
-            self._dispatch(waited)
+            self._dispatch(waited, broker)
         except Refused as refused:
             self._refused(waited, getattr(refused, "reason", RejectReason.REJECTED),
                           refused.message)

@@ -8,7 +8,8 @@ it never imports `engine.engine` (import-linter keeps it so).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from synctui.brokers.base import Broker, OrderRequest
@@ -45,6 +46,15 @@ class _Venue:
     trades: bool = True
 
 
+@dataclass(slots=True)
+class _FanOut:
+    """What one leader fill's copies share: the contracts at each follower broker, and
+    the moment they were decided (one clock read for the fan-out, not one per copy)."""
+
+    at: datetime
+    venues: dict[tuple[str, str], _Venue] = field(default_factory=dict)
+
+
 class RatioCopier:
     """The rules of ratio copying, applied through a `CopyContext`."""
 
@@ -72,13 +82,15 @@ class RatioCopier:
                     handled.add(follower)
         if fill.parent_id is not None:
             handled.update(state.bracketed.get(fill.parent_id, {}))
-        venues: dict[tuple[str, str], _Venue] = {}
+        fan_out = _FanOut(self.ctx.clock.now())
         for follower in group.followers:
             setting = group.setting(follower, symbol)
             if not setting.sync or follower in handled:
                 continue
-            if self.ctx.connected(follower):
-                self.copy_fill(group, follower, setting, symbol, fill, closed, opened, venues)
+            broker = self.ctx.broker_of(follower)
+            if broker.connected:
+                self.copy_fill(group, follower, setting, symbol, fill, closed, opened, fan_out,
+                               broker)
             else:  # sized when its broker is back, against its position then (SPEC 9)
                 self.ctx.wait(group.name, follower, "fill", fill=fill)
 
@@ -97,19 +109,22 @@ class RatioCopier:
 
     def copy_fill(self, group: Group, follower: str, setting: ContractSetting, symbol: str,
                    fill: Fill, closed: Decimal, opened: Decimal,
-                   venues: dict[tuple[str, str], _Venue] | None = None) -> None:
+                   fan_out: _FanOut | None = None, broker: Broker | None = None) -> None:
         """Closes proportionally (never opening a flat follower), opens qty x ratio.
 
-        `venues` keeps what a fan-out asks again for every follower at the same
-        broker and contract (the instrument, its native symbol, whether it is traded)."""
-        broker = self.ctx.broker_of(follower)
+        `fan_out` keeps what a fan-out asks again for every follower at the same
+        broker and contract (the instrument, its native symbol, whether it is traded)
+        and when it decided."""
+        if broker is None:
+            broker = self.ctx.broker_of(follower)
+        if fan_out is None:
+            fan_out = _FanOut(self.ctx.clock.now())
         traded = setting.cross or symbol
-        venue = None if venues is None else venues.get((broker.name, traded))
+        venue = fan_out.venues.get((broker.name, traded))
         if venue is None:
             venue = _Venue(self.ctx.catalog.get(traded), self.ctx.native(broker, traded))
             venue.trades = broker.trades(venue.native)
-            if venues is not None:
-                venues[(broker.name, traded)] = venue
+            fan_out.venues[(broker.name, traded)] = venue
         inst, native = venue.inst, venue.native
         has_brackets = fill.stop_loss is not None or fill.take_profit is not None
         bracket_of = fill.order_id if has_brackets else None
@@ -124,7 +139,7 @@ class RatioCopier:
             if qty > 0:
                 self.ctx.send(group.name, follower, traded, OrderRequest(
                     symbol=native, side=fill.side, qty=qty, reduce_only=True,
-                    client_id=self.ctx.key(fill.id, follower, "close")))
+                    client_id=self.ctx.key(fill.id, follower, "close")), at=fan_out.at)
         if opened:
             qty = opening_qty(opened, setting.ratio, inst)
             if qty < inst.min_qty:
@@ -135,7 +150,7 @@ class RatioCopier:
             self.ctx.send(group.name, follower, traded, OrderRequest(
                 symbol=native, side=fill.side, qty=qty, stop_loss=fill.stop_loss,
                 take_profit=fill.take_profit, client_id=self.ctx.key(fill.id, follower, "open")),
-                bracket_of=bracket_of)
+                bracket_of=bracket_of, at=fan_out.at)
 
     def on_leader_order(self, order: OrderInfo) -> None:
         """Mirror a leader's new working order on each synced follower (SPEC 4, 8)."""

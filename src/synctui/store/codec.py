@@ -106,6 +106,20 @@ def _jd(value: Decimal | None) -> str:
     return "null" if value is None else f'"{value!s}"'
 
 
+_last_time: list[Any] = [None, "null"]  # the last time written, and its text
+
+
+def _jt(value: datetime | None) -> str:
+    """A time as JSON. A fan-out's thousand intents share one decision time: its text
+    is made once (the same object as the last one, not just an equal one)."""
+    if value is None:
+        return "null"
+    if value is not _last_time[0]:
+        _last_time[0], _last_time[1] = value, encode_basestring_ascii(value.isoformat())
+    text: str = _last_time[1]
+    return text
+
+
 def dump_intent(intent: Intent) -> str:
     """An intent's stored body, the exact text `json.dumps` gives for its dict (a test
     holds them equal), written out directly: one of these is made per follower order
@@ -120,7 +134,7 @@ def dump_intent(intent: Intent) -> str:
         f'"stop_loss": {_jd(r.stop_loss)}, "take_profit": {_jd(r.take_profit)}, '
         f'"client_id": {_js(r.client_id)}}}, "mirror_of": {_js(intent.mirror_of)}, '
         f'"bracket_of": {_js(intent.bracket_of)}, '
-        f'"at": {"null" if intent.at is None else esc(intent.at.isoformat())}, '
+        f'"at": {_jt(intent.at)}, '
         f'"since": {"null" if intent.since is None else esc(intent.since.isoformat())}}}')
 
 
