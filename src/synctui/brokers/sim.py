@@ -322,12 +322,11 @@ class SimBroker:
             raise OrderRejected(RejectReason.ACCOUNT_BREACHED,
                                 f"account {account!r} has breached its {acct.breached} "
                                 "and takes no orders until the breach is reset")
-        order = SimOrder(
-            id=self.book.new_id(), account=account, symbol=inst.symbol, side=request.side,
-            type=request.type, qty=request.qty, price=request.price,
-            reduce_only=request.reduce_only, stop_loss=request.stop_loss,
-            take_profit=request.take_profit, client_id=request.client_id,
-        )
+        order = SimOrder(  # positional (id, account, symbol, side, type, qty, price,
+            # reduce_only, stop_loss, take_profit, client_id): one per follower order
+            self.book.new_id(), account, inst.symbol, request.side, request.type,
+            request.qty, request.price, request.reduce_only, request.stop_loss,
+            request.take_profit, request.client_id)
         if request.reduce_only and not self.ledger.reducible(acct, inst.symbol, order.side):
             raise OrderRejected(
                 RejectReason.REJECTED,
