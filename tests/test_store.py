@@ -713,7 +713,7 @@ async def test_every_copy_has_one_intent_with_a_distinct_key_and_an_outcome(
     rows = query(path, "SELECT key, status, order_id, body FROM intents ORDER BY seq")
     assert len(rows) == 6
     assert len({key for key, *_ in rows}) == 6
-    by_follower = {json.loads(body)["follower"]: (status, order_id)
+    by_follower = {json.loads(body)[2]: (status, order_id)  # [version, group, follower, ...]
                    for _key, status, order_id, body in rows}
     assert set(by_follower) == {"f00", "f01", "f02", "f03", "f04", "poor"}
     assert by_follower["poor"] == ("failed", None)
@@ -1218,29 +1218,43 @@ def test_an_order_request_written_by_hand_reads_back_as_written() -> None:
 
 
 def test_an_intent_body_written_by_hand_is_the_text_json_dumps_gives() -> None:
-    """The hot path writes an intent's body directly; it must stay byte for byte what
-    `json.dumps` made of the dict before (old and new rows read alike)."""
+    """The hot path writes an intent's body directly (version 2, a list): it must stay
+    byte for byte what `json.dumps` makes of that list, and read back whole. A body
+    written before version 2 (an object, client id inside) reads back the same."""
     from datetime import UTC, datetime
 
     from synctui.engine.state import Intent
-    from synctui.store.codec import dump_intent, dump_request
+    from synctui.store.codec import dump_intent, dump_request, load_intent
 
     at = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
+    since = datetime(2026, 1, 5, 14, 29, 59, tzinfo=UTC)
     plain = OrderRequest(symbol="MNQZ6", side=Side.BUY, qty=D("3"), client_id="k-1")
     odd = OrderRequest(symbol='BTC-"USDT"\\-SWAP\u00e9', side=Side.SELL, qty=D("1.2E+3"),
                        type=OrderType.LIMIT, price=D("-50000.10"), reduce_only=True,
-                       stop_loss=D("51000"), take_profit=D("0.000001"), client_id=None)
+                       stop_loss=D("51000"), take_profit=D("0.000001"), client_id="x")
     for intent in (Intent("k-1", "G", "F1", "MNQ", plain),
                    Intent("x", "Gr\u00fcppe \u2603", 'f"\n\t', "BTCUSDT", odd, "L-7", "L-8",
-                          at, at),
-                   Intent("y", "", "", "", plain, None, "b", None, at)):
-        expected = json.dumps({
+                          at, since),
+                   Intent("k-1", "", "", "", plain, None, "b", None, at)):
+        r = intent.request
+        expected = json.dumps([
+            2, intent.group, intent.follower, intent.symbol, r.symbol, r.side.value,
+            str(r.qty), r.type.value, None if r.price is None else str(r.price),
+            r.reduce_only, None if r.stop_loss is None else str(r.stop_loss),
+            None if r.take_profit is None else str(r.take_profit), intent.mirror_of,
+            intent.bracket_of, intent.at.isoformat() if intent.at else None,
+            intent.since.isoformat() if intent.since else None])
+        assert dump_intent(intent) == expected
+        assert load_intent(intent.key, expected) == intent
+        before_v2 = json.dumps({
             "group": intent.group, "follower": intent.follower, "symbol": intent.symbol,
             "request": dump_request(intent.request), "mirror_of": intent.mirror_of,
             "bracket_of": intent.bracket_of,
             "at": intent.at.isoformat() if intent.at else None,
             "since": intent.since.isoformat() if intent.since else None})
-        assert dump_intent(intent) == expected
+        assert load_intent(intent.key, before_v2) == intent
+    with pytest.raises(ValueError, match="version"):
+        load_intent("k", json.dumps([3] + [None] * 15))
 
 
 HISTORY = ("orders", "fills", "intents", "copy_orders", "mirrors", "bracketed", "event_log")

@@ -64,7 +64,7 @@ from synctui.store.codec import (
     dump_intent,
     dump_waiting,
     load_event,
-    load_request,
+    load_intent,
     load_waiting,
 )
 from synctui.store.database import (
@@ -648,12 +648,7 @@ class Store:
         for key, _seq, body in await self._rows(
                 "SELECT key, seq, body FROM intents WHERE status IN ('pending', 'submitted') "
                 "ORDER BY seq"):
-            data = json.loads(body)
-            state.intents[key] = Intent(key, data["group"], data["follower"], data["symbol"],
-                                        load_request(data["request"]), data["mirror_of"],
-                                        data["bracket_of"],
-                                        _time(data["at"]) if data.get("at") else None,
-                                        _time(data["since"]) if data.get("since") else None)
+            state.intents[key] = load_intent(key, body)
         for key, _seq, body in await self._rows("SELECT * FROM waiting ORDER BY seq"):
             state.waiting[key] = load_waiting(body)
         for _seq, name, body in await self._rows("SELECT * FROM held_events ORDER BY seq"):
