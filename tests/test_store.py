@@ -1333,3 +1333,28 @@ async def test_checkpoints_run_beside_the_writer_and_keep_the_wal_short(
     # how far a burst's WAL gets depends on how busy the machine is; it stays shorter
     # than with no checkpoint at all (a RESTART, when one was needed, made it start over)
     assert burst < unchecked
+
+
+def test_a_fill_event_written_by_hand_is_the_text_json_dumps_gives() -> None:
+    """Queued fills are written directly (a Smart Sync fan-out queues one per copy): the
+    text must stay byte for byte what the reflective dump gives, and read back whole."""
+    from dataclasses import asdict, replace
+    from datetime import UTC, datetime
+
+    from synctui.brokers.events import Fill
+    from synctui.domain.orders import FillCause, MarginMode
+    from synctui.store import codec
+
+    at = datetime(2026, 1, 5, 14, 30, 0, 123456, tzinfo=UTC)
+    plain = Fill("px-f1", "px", "F1", "MNQZ6", Side.BUY, D("2"), D("21000.25"), D("0"),
+                 D("-12.50"), FillCause.ORDER, D("0"), D("2"), D("0"), None, None, "px-1",
+                 "k-1", None, None, None, None, at)
+    perp = replace(plain, symbol='BTC-"USDT"\\-SWAP\u00e9', account="Gr\u00fcn \u2603",
+                   leverage=20, margin_mode=MarginMode.ISOLATED, order_id=None,
+                   client_id=None, parent_id="px-0", role="stop_loss",
+                   stop_loss=D("1E+3"), take_profit=D("0.000001"),
+                   cause=FillCause.LIQUIDATION, qty=D("-0.001"))
+    for fill in (plain, perp):
+        reflective = json.dumps({"type": "Fill", "data": codec._out(fill)})
+        assert codec.dump_event(fill) == reflective
+        assert asdict(codec.load_event(reflective)) == asdict(fill)

@@ -338,12 +338,18 @@ class SmartSync:
     # --- stop loss -----------------------------------------------------------------------------
 
     def check_stops(self, subs: list[str] | None = None) -> None:
-        """Total stop loss on realized + unrealized PnL, on every price update and fill."""
+        """Total stop loss on realized + unrealized PnL, on every price update (every
+        copy) and fill (the copies of `subs`, looked up: a fan-out's thousand fills
+        each walking every copy was quadratic)."""
         ctx = self.ctx
-        for copy in list(ctx.state.copies.values()):
+        if subs is None:
+            copies = list(ctx.state.copies.values())
+        else:
+            # a sub-account's key may hold a newer copy (followed again): not this one
+            copies = [c for sub in subs
+                      if (c := ctx.state.copy_of_sub(sub)) is not None and c.sub == sub]
+        for copy in copies:
             if copy.status is not CopyStatus.ACTIVE or copy.stop_loss is None:
-                continue
-            if subs is not None and copy.sub not in subs:
                 continue
             broker = ctx.broker_of(copy.sub)
             if not broker.connected:
