@@ -338,3 +338,30 @@ async def test_quitting_twenty_times_mid_market_always_quits_and_keeps_the_desk(
         await run_until_quit(app, act)
         assert memory, f"run {run}: the desk was never closed"
         assert await stored_report(db) == memory, f"run {run}"
+
+
+async def test_the_cli_app_takes_its_start_up_objects_out_of_the_collectors_sight(
+        monkeypatch: Any) -> None:
+    """Issue 11: full garbage collections walked the dashboard's imports and the desk
+    (50-80 ms inside a fan-out). The CLI's app freezes what start-up built once its
+    first screen is up; an app a test builds does not (a test process runs many)."""
+    import gc
+
+    from synctui import cli
+
+    ran: list[bool] = []
+    monkeypatch.setattr(SyncApp, "run", lambda self, *a, **k: ran.append(self.freeze_start_up))
+    assert cli.main(["--db", "/nonexistent/never-opened.db"]) == 0
+    assert ran == [True]
+
+    assert desk_app().freeze_start_up is False
+    app = desk_app()
+    app.freeze_start_up = True
+    gc.unfreeze()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.pause()
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

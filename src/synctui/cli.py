@@ -165,6 +165,7 @@ def _dashboard(db: Path | None, scenario: Path | None, seed: int, bell: bool = T
         print(f"synctui: {error}", file=sys.stderr)
         return 2
     app = make_app(db=db, scenario=scenario, seed=seed, bell=bell, live=live)
+    app.freeze_start_up = True
     app.run()
     if app.failure is not None:  # a database it could not use: one line, exit 2
         print(f"synctui: {app.failure}", file=sys.stderr)

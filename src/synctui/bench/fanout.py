@@ -17,7 +17,7 @@ from synctui.domain.clock import SystemClock
 from synctui.domain.orders import Side
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.runner import build_world
-from synctui.store.session import Session
+from synctui.store.session import Session, freeze_start_up
 from synctui.store.store import Store
 
 LEADER = "LEAD"
@@ -77,6 +77,7 @@ async def _session(folder: Path, followers: int, smart: bool) -> tuple[Store, Se
     for step in spec["steps"]:
         engine.follow(GROUP, step["account"], "smart_sync", Decimal(step["investment"]))
     await session.settle()
+    freeze_start_up()  # as the app does once its desk is open
     return store, session
 
 

@@ -55,6 +55,22 @@ class SimOrder:
     oco_id: str | None = None
 
 
+# A done order, as kept: SimOrder's fields in order, its enums as their values.
+DoneOrder = tuple[str, str, str, str, str, Decimal, Decimal | None, bool, Decimal | None,
+                  Decimal | None, str | None, str | None, str | None, str | None]
+
+
+def _record(o: SimOrder) -> DoneOrder:
+    return (o.id, o.account, o.symbol, o.side._value_, o.type._value_, o.qty, o.price,
+            o.reduce_only, o.stop_loss, o.take_profit, o.client_id, o.parent_id, o.role,
+            o.oco_id)
+
+
+def _order(r: DoneOrder) -> SimOrder:
+    return SimOrder(r[0], r[1], r[2], Side(r[3]), OrderType(r[4]), r[5], r[6], r[7], r[8],
+                    r[9], r[10], r[11], r[12], r[13])
+
+
 class OrderBook:
     """The orders of one broker, named `name`. Order reports (`OrderInfo`) carry the
     broker's own symbols (`symbols`); fills slip `slippage_ticks` ticks."""
@@ -69,9 +85,13 @@ class OrderBook:
         self.working: dict[str, SimOrder] = {}  # every working order, by id, as placed
         self.by_account: dict[str, dict[str, SimOrder]] = {}  # account -> its working
         self.client_ids: dict[str, str] = {}  # client id -> order id, forever
-        # every order ever accepted, as it is now (its report is made when asked: a
-        # fan-out's thousand orders need none)
+        # every order accepted and not done, as it is now (its report is made when
+        # asked: a fan-out's thousand orders need none)
         self.log: dict[str, SimOrder] = {}
+        # the last KEEP_DONE done orders, as plain tuples (`_record`): tens of thousands
+        # of objects the garbage collector would walk on every full collection, while a
+        # tuple of strings and decimals it stops tracking at once
+        self.done: dict[str, DoneOrder] = {}
         self.status: dict[str, OrderStatus] = {}
         # why each rejected order was rejected: a client asking again after a restart
         # learns the same reason, as from a real broker's order history
@@ -114,14 +134,21 @@ class OrderBook:
         """Memory stays flat: only the last `KEEP_DONE` done orders are kept here. Older
         ones live in the database; a restart loads those its pending intents ask about,
         and the database refuses a second order with a client id (UNIQUE)."""
+        order = self.log.pop(order_id, None)
+        if order is not None:
+            self.done[order_id] = _record(order)
         self._done.append(order_id)
         while len(self._done) > KEEP_DONE:
             old = self._done.popleft()
-            order = self.log.pop(old, None)
+            record = self.done.pop(old, None)
             self.status.pop(old, None)
             self.rejects.pop(old, None)
-            if order is not None and order.client_id is not None:
-                self.client_ids.pop(order.client_id, None)
+            if record is not None and record[10] is not None:  # its client id
+                self.client_ids.pop(record[10], None)
+
+    def known(self, order_id: str) -> bool:
+        """Whether the order is still in memory: working, or among the last done."""
+        return order_id in self.log or order_id in self.done
 
     def remember(self, order: SimOrder) -> None:
         """Accept an order: logged, its client id known, working."""
@@ -158,8 +185,15 @@ class OrderBook:
 
     def by_client_id(self, client_id: str) -> OrderInfo | None:
         order_id = self.client_ids.get(client_id)
-        order = self.log.get(order_id) if order_id else None
-        return self.info(order) if order is not None else None
+        if order_id is None:
+            return None
+        order = self.log.get(order_id)
+        if order is None:
+            record = self.done.get(order_id)
+            if record is None:
+                return None
+            order = _order(record)
+        return self.info(order)
 
     def restore(self, working: Iterable[SimOrder], known: Iterable[tuple[SimOrder, OrderStatus]],
                 rejects: dict[str, tuple[RejectReason, str]], next_id: int) -> None:
@@ -173,7 +207,10 @@ class OrderBook:
                 self.client_ids[order.client_id] = order.id
         for order, status in known:
             self.status[order.id] = status
-            self.log[order.id] = order
+            if status in DONE:
+                self.done[order.id] = _record(order)
+            else:
+                self.log[order.id] = order
             if order.client_id is not None:
                 self.client_ids[order.client_id] = order.id
         self.rejects.update(rejects)

@@ -31,6 +31,7 @@ from synctui.engine.views import broker_states, copy_journal
 from synctui.engine.world import OpenFailed, World
 from synctui.scenario.model import ScenarioError
 from synctui.store.database import StoreError
+from synctui.store.session import freeze_start_up
 from synctui.tui.alerts import Alert, Alerts
 from synctui.tui.desk import Desk, LiveDesk
 from synctui.tui.messages import DeskChanged
@@ -107,6 +108,9 @@ class SyncApp(App[None]):
         self._handover: Timer | None = None
         # Each broker's connection as last logged: a change is logged and notified once.
         self.connections: dict[str, bool] = {}
+        # Once the first screen is up, the start-up objects leave the collector's sight
+        # (the CLI sets this; a test process runs many apps and keeps none of them).
+        self.freeze_start_up = False
 
     async def on_load(self) -> None:
         """Open the desk before the first screen exists; a database or scenario that
@@ -135,6 +139,8 @@ class SyncApp(App[None]):
     def on_mount(self) -> None:
         if self.startup_error is not None:
             return
+        if self.freeze_start_up:  # the CLI's app, not a test's: see freeze_start_up
+            self.call_after_refresh(freeze_start_up)
         if self.tick_seconds and self.desk.driver is not None:
             self.set_interval(self.tick_seconds, self._tick)
 
