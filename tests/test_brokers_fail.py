@@ -253,6 +253,24 @@ def test_a_late_broker_answers_later_and_delays_no_other(tmp_path: Path) -> None
     assert result["out_of_sync"] == []
 
 
+def test_a_close_waits_for_a_late_broker_s_answer_and_is_sized_on_what_it_made(
+        tmp_path: Path) -> None:
+    """tv answers after 2 s. The leader halves its position before f1's opening copy is
+    answered: sized then, f1's close would see it flat and send nothing (f1 would end
+    holding the whole). The close waits for the answer and halves what it made."""
+    spec = desk([buy(2), sell(1)])
+    spec["brokers"]["tv"]["ack_delay"] = 2
+    result = both(spec, tmp_path / "a")
+    assert pos(result, "f2", "MNQ") == 1 and pos(result, "f1", "MNQ") == 0
+    spec["steps"] += [{"op": "wait", "seconds": 1}] * 2  # the open is answered
+    result = both(spec, tmp_path / "b")
+    assert pos(result, "f1", "MNQ") == 2  # and the close sent, answered 2 s later
+    spec["steps"] += [{"op": "wait", "seconds": 1}] * 2
+    result = both(spec, tmp_path / "c")
+    assert pos(result, "f1", "MNQ") == 1 and pos(result, "f2", "MNQ") == 1
+    assert result["failures"] == [] and result["out_of_sync"] == []
+
+
 def test_a_copy_that_waited_counts_its_wait_in_its_latency() -> None:
     from datetime import timedelta
 

@@ -341,3 +341,42 @@ async def test_a_trade_the_stream_never_told_is_copied_and_history_is_not(
     finally:
         exchange.refuse_streams = False
         await live.close()
+
+
+async def test_a_close_waits_for_the_fills_of_copies_still_on_their_way(
+        exchange: LoopbackExchange, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leader's close is sized on the follower's position. At an exchange a copy's
+    fill comes after its answer, on a stream of its own, so a leader trade can come
+    first: sized then, the close would see the follower still flat and send nothing
+    (the exchange demo under load left a follower off by one copy). The close waits
+    until the follower's copies on their way have reported their fills."""
+    engine, live, sim = await desk(exchange)
+    held: list[tuple[str, dict[str, Any]]] = []
+    report = live._on_trade
+
+    def late(account: str, trade: dict[str, Any]) -> None:
+        if account == "F1" and holding:
+            held.append((account, trade))
+            return
+        report(account, trade)
+
+    holding = True
+    monkeypatch.setattr(live, "_on_trade", late)
+    try:
+        await leader_trades(exchange, "sell", 0.02, "lead-1")
+        await until(engine, live, lambda: len(orders_at_exchange(exchange, "F1")) == 1
+                    and not engine.state.inflight and held != [])
+        assert at_exchange(exchange, "F1") == Decimal("-0.04")
+        assert live.position("F1", BTC) == 0  # its fill is not reported yet
+        await leader_trades(exchange, "buy", 0.01, "lead-2")  # half the leader's position
+        await until(engine, live, lambda: sim.position("SIM-1", "BTCUSDT") == Decimal("-0.01"))
+        assert len(orders_at_exchange(exchange, "F1")) == 1  # F1's close waits
+        holding = False
+        for account, trade in held:  # the stream catches up
+            report(account, trade)
+        await until(engine, live, lambda: at_exchange(exchange, "F1") == Decimal("-0.02")
+                    and not engine.state.inflight and not engine.state.waiting)
+        await until(engine, live, lambda: live.position("F1", BTC) == Decimal("-0.02"))
+        assert engine.out_of_sync("G") == []
+    finally:
+        await live.close()

@@ -82,6 +82,10 @@ class Broker(Protocol):
     def poll(self) -> None:
         """Answer what is due (a broker that answers late); nothing for one that does
         not."""
+    def settling(self, account: str) -> bool:
+        """Whether orders the account was sent are still on their way: not answered, or
+        filled with fills not reported yet. Its position does not show them yet, so the
+        engine sizes no close on it meanwhile."""
     def modify_order(self, order_id: str, price: Decimal) -> None: ...
     def cancel_order(self, order_id: str) -> None: ...
     def cancel_all(self, account: str, symbol: str | None = None) -> None: ...

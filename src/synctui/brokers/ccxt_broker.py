@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -63,6 +64,9 @@ LINK_SECONDS = 0.5  # how often the exchange is asked the time, to see the link
 TRADES_SECONDS = 10.0  # how often trades are read by REST too, for any the stream lost
 PRICE_SECONDS = 1.0  # how often the listed contracts' last prices are read
 GIVE_UP_SECONDS = 120.0  # a copy not answered for this long is reported failed
+# a copy whose fills have not all come this long after it was sent no longer holds the
+# account's closes back (its trades come by REST within TRADES_SECONDS anyway)
+SETTLE_SECONDS = 30.0
 Listener = Callable[[BrokerEvent], None]
 
 
@@ -73,6 +77,16 @@ class ExchangeAccount:
     id: str
     api_key: str
     secret: str
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A copy on its way: sent, and its fills not all reported yet."""
+
+    account: str
+    since: datetime
+    filled: Decimal | None = None  # what the answer says it filled (None: no answer yet)
+    reported: Decimal = ZERO  # what its trades reported so far
 
 
 @dataclass(slots=True)
@@ -111,6 +125,7 @@ class CcxtBroker:
         self._client_of: dict[str, str] = {}  # exchange order id -> client id
         self._order_of: dict[tuple[str, str], str] = {}  # (account, client id) -> order id
         self._answering: dict[tuple[str, str], list[BrokerEvent]] = {}  # fills before answers
+        self._sent: dict[str, _Sent] = {}  # client id -> a copy on its way (`settling`)
         self._trades_seen: set[tuple[str, str]] = set()
         self.requests = 0  # sent to the exchange, retries included (tests and the bench)
         # Told when the link to the exchange drops (False) and comes back (True): the desk
@@ -351,6 +366,7 @@ class CcxtBroker:
         if symbol not in self._listed:
             raise Refused(f"{self.name} does not list {request.symbol}")
         self._answering[(account, request.client_id)] = []
+        self._sent[request.client_id] = _Sent(account, self.clock.now())
         self._spawn(self._send(account, request))
 
     async def _send(self, account: str, request: OrderRequest) -> None:
@@ -409,9 +425,17 @@ class CcxtBroker:
         assert request.client_id is not None
         held = self._answering.pop((account, request.client_id), [])
         if order is None:
+            self._sent.pop(request.client_id, None)
             self._report(OrderRefused(self.name, account, request.client_id,
                                       reason or RejectReason.REJECTED, message))
             return
+        sent = self._sent.get(request.client_id)
+        if sent is not None:
+            symbol = self.symbols.catalog(request.symbol)
+            size = self._listed[symbol][1]
+            sent.filled = self.catalog.get(symbol).half_up_qty(
+                _dec(order.get("filled") or 0) * size)
+            self._settle(request.client_id, sent)
         order_id = str(order["id"])
         self._client_of[order_id] = request.client_id
         self._order_of[(account, request.client_id)] = order_id
@@ -423,6 +447,23 @@ class CcxtBroker:
                                       else OrderStatus.CANCELLED)
         for event in held:
             self._report(event)
+
+    def settling(self, account: str) -> bool:
+        """Whether copies of the account are on their way: sent and not answered, or
+        answered with fills the trades have not all reported. A copy's answer comes by
+        REST and its fills on the account's own stream, so the engine holds a close
+        back until they are in the position it sizes the close on."""
+        if not self._sent:
+            return False
+        stale = self.clock.now() - timedelta(seconds=SETTLE_SECONDS)
+        for client_id, sent in list(self._sent.items()):
+            if sent.since < stale:
+                del self._sent[client_id]
+        return any(sent.account == account for sent in self._sent.values())
+
+    def _settle(self, client_id: str, sent: _Sent) -> None:
+        if sent.filled is not None and sent.reported >= sent.filled:
+            del self._sent[client_id]
 
     # --- the private stream -------------------------------------------------------------
 
@@ -501,6 +542,10 @@ class CcxtBroker:
                 self._working[working.id] = replace(working, qty=working.qty - qty)
         client_id = self._client_of.get(order_id or "") or (
             (trade.get("info") or {}).get("c"))
+        sent = self._sent.get(client_id or "")
+        if sent is not None:
+            sent.reported += qty
+            self._settle(client_id or "", sent)
         leverage, mode = self.leverage_of(account, trade["symbol"])
         fill = Fill(
             id=f"{trade['symbol']}#{trade.get('id')}", broker=self.name, account=account,

@@ -248,6 +248,11 @@ class SimBroker:
             return
         self._answer(account, request)
 
+    def settling(self, account: str) -> bool:
+        """Orders answered late (`ack_delay`) are on their way until answered; a fill is
+        reported with its answer, so nothing else is."""
+        return any(item[1] == account for item in self._late)
+
     def poll(self) -> None:
         if not self._late or not self.connected:
             return

@@ -68,6 +68,8 @@ class CopyContext(Protocol):
         """A copy for a market the follower's broker does not trade: not sent."""
     def publish(self, event: EngineEvent) -> None: ...
 
+    def behind(self, account: str) -> bool:
+        """Something is kept for the account (`wait`): what comes after it waits too."""
     def connected(self, account: str) -> bool:
         """Whether the account's broker is reachable now (SPEC 9)."""
     def wait(self, group: str, account: str, action: str, fill: Fill | None = None,

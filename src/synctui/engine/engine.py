@@ -269,10 +269,18 @@ class Engine:
                 if (b := broker_of(i.follower)).connected]
 
     def _ready_waiting(self) -> Waiting | None:
+        """The first thing kept for a follower that can go now: its broker is
+        connected and none of its orders is still on its way (`Broker.settling`)."""
         for item in self.state.waiting.values():
-            if self.brokers[item.broker].connected:
+            broker = self.brokers[item.broker]
+            if broker.connected and not broker.settling(item.account):
                 return item
         return None
+
+    def behind(self, account: str) -> bool:
+        """Something is kept for the account: what comes after it waits its turn."""
+        waiting = self.state.waiting
+        return bool(waiting) and any(w.account == account for w in waiting.values())
 
     # --- disconnected brokers (SPEC 9) ----------------------------------------------------
 
@@ -303,7 +311,9 @@ class Engine:
 
     def wait(self, group: str, account: str, action: str, fill: Fill | None = None,
              order_id: str | None = None, price: Decimal | None = None) -> None:
-        """Keep something for a follower whose broker is disconnected, for its reconnect."""
+        """Keep something for a follower whose broker is disconnected (for its
+        reconnect), or whose earlier copies are still on their way (a close sized now
+        would miss them), in order."""
         broker = self.broker_of(account)
         ref = fill.id if fill is not None else (order_id or "")
         self.state.add_waiting(Waiting(

@@ -88,7 +88,7 @@ class RatioCopier:
             if not setting.sync or follower in handled:
                 continue
             broker = self.ctx.broker_of(follower)
-            if broker.connected:
+            if broker.connected and not self.ctx.behind(follower):
                 self.copy_fill(group, follower, setting, symbol, fill, closed, opened, fan_out,
                                broker)
             else:  # sized when its broker is back, against its position then (SPEC 9)
@@ -131,6 +131,11 @@ class RatioCopier:
         if not venue.trades:
             if opened:  # it can hold nothing there, so there is nothing to close
                 self.ctx.unsupported(group.name, follower, broker, traded, bracket_of)
+            return
+        if closed and broker.settling(follower):
+            # its earlier copies are not in its position yet: sized now, the close would
+            # miss them; it waits for them, then is sized on the position they made
+            self.ctx.wait(group.name, follower, "fill", fill=fill)
             return
         current, base = self.ctx.close_basis(broker, follower, native)
         if closed:
