@@ -41,6 +41,31 @@ def desk(followers: int, smart: bool) -> dict[str, Any]:
     }
 
 
+class GcPauses:
+    """The garbage collector's pauses between `start` and `stop`, in ms (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started: list[float] = []
+
+    def _timer(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started.append(time.perf_counter())
+        elif self._started:
+            self.pauses.append((time.perf_counter() - self._started.pop()) * 1000)
+
+    def start(self) -> None:
+        gc.callbacks.append(self._timer)
+
+    def stop(self) -> None:
+        if self._timer in gc.callbacks:
+            gc.callbacks.remove(self._timer)
+
+    @property
+    def longest(self) -> float:
+        return max(self.pauses, default=0.0)
+
+
 @dataclass
 class FanOut:
     followers: int
@@ -49,6 +74,7 @@ class FanOut:
     follower_orders: int = 0
     seconds: float = 0.0
     commits: int = 0
+    max_gc_ms: float = 0.0  # the longest garbage-collector pause in the measured fills
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
@@ -62,7 +88,8 @@ class FanOut:
                 "max_ms": round(max(self.latencies_ms, default=0.0), 3),
                 "follower_orders_per_s": round(self.follower_orders / self.seconds)
                 if self.seconds else 0,
-                "commits_per_fill": round(self.commits / max(len(self.latencies_ms), 1), 2)}
+                "commits_per_fill": round(self.commits / max(len(self.latencies_ms), 1), 2),
+                "max_gc_ms": round(self.max_gc_ms, 2)}
 
 
 async def _session(folder: Path, followers: int, smart: bool) -> tuple[Store, Session]:
@@ -95,10 +122,13 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
     result = FanOut(followers, smart)
     symbol = "BTCUSDT" if smart else "MNQ"
     qty = Decimal("0.01") if smart else Decimal(1)
+    pauses = GcPauses()
     try:
         for n in range(warmup + fills):
             side = Side.BUY if n % 2 == 0 else Side.SELL
             commits = store.commits
+            if n == warmup:
+                pauses.start()
             start = time.perf_counter()
             engine.place_order(LEADER, symbol, side, qty=qty)
             await session.settle()
@@ -110,7 +140,9 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
                 result.commits += store.commits - commits
             await asyncio.sleep(pause)
     finally:
+        pauses.stop()
         await store.close()
+    result.max_gc_ms = pauses.longest
     return result
 
 

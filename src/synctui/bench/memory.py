@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from synctui.bench.fanout import LEADER, _session
+from synctui.bench.fanout import LEADER, GcPauses, _session
 from synctui.domain.orders import Side
 
 
@@ -31,15 +30,7 @@ class Memory:
 async def memory(folder: Path, followers: int, fills: int, warmup: int = 20) -> Memory:
     store, session = await _session(folder, followers, False)
     engine = session.world.engine
-    pauses: list[float] = []
-    started: list[float] = []
-
-    def timer(phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            started.append(time.perf_counter())
-        elif started:
-            pauses.append((time.perf_counter() - started.pop()) * 1000)
-
+    pauses = GcPauses()
     try:
         for n in range(warmup):
             engine.place_order(LEADER, "MNQ", Side.BUY if n % 2 == 0 else Side.SELL,
@@ -47,15 +38,15 @@ async def memory(folder: Path, followers: int, fills: int, warmup: int = 20) -> 
             await session.settle()
         gc.collect()
         before = rss_bytes()
-        gc.callbacks.append(timer)
+        pauses.start()
         for n in range(fills):
             engine.place_order(LEADER, "MNQ", Side.BUY if n % 2 == 0 else Side.SELL,
                                qty=Decimal(1))
             await session.settle()
-        gc.callbacks.remove(timer)
+        pauses.stop()
         gc.collect()
         growth = rss_bytes() - before
     finally:
         await store.close()
     orders = followers * fills
-    return Memory(orders, growth, growth / orders, max(pauses, default=0.0))
+    return Memory(orders, growth, growth / orders, pauses.longest)

@@ -86,12 +86,13 @@ def _cpus() -> int:
 def table(result: dict[str, Any]) -> str:
     lines = ["fan-out (leader fill -> follower orders -> store), ms",
              f"{'mode':<11}{'followers':>10}{'fills':>7}{'p50':>10}{'p99':>10}{'max':>10}"
-             f"{'orders/s':>11}{'commits':>9}{'floor':>9}{'x floor':>9}"]
+             f"{'orders/s':>11}{'commits':>9}{'gc ms':>8}{'floor':>9}{'x floor':>9}"]
     for row in result["fan_out"]:
         lines.append(f"{row['mode']:<11}{row['followers']:>10}{row['fills']:>7}"
                      f"{row['p50_ms']:>10.3f}"
                      f"{row['p99_ms']:>10.3f}{row['max_ms']:>10.3f}"
                      f"{row['follower_orders_per_s']:>11}{row['commits_per_fill']:>9}"
+                     f"{row['max_gc_ms']:>8}"
                      f"{row.get('floor_ms', ''):>9}{row.get('x_floor') or '':>9}")
     mem = result["memory"]
     lines += [
