@@ -123,6 +123,17 @@ def test_the_registry_remembers_client_ids_rejects_and_working_orders() -> None:
         book.working_order(placed.id)
 
 
+def filled(book: OrderBook, count: int) -> list[SimOrder]:
+    """`count` market orders accepted and filled, client ids c0, c1, ..."""
+    done = []
+    for n in range(count):
+        placed = order(book, "MNQ", BUY, MARKET, None, client_id=f"c{n}")
+        book.remember(placed)
+        book.set_status(placed.id, OrderStatus.FILLED)
+        done.append(placed)
+    return done
+
+
 def test_old_done_orders_are_forgotten_and_working_ones_never(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory stays flat: past KEEP_DONE done orders the oldest leave the book's registry
@@ -132,12 +143,7 @@ def test_old_done_orders_are_forgotten_and_working_ones_never(
     monkeypatch.setattr(matching, "KEEP_DONE", 3)
     book = make()
     resting = rest(book, order(book, "MNQ", BUY, LIMIT, "20000", client_id="c-rest"))
-    done = []
-    for n in range(5):
-        placed = order(book, "MNQ", BUY, MARKET, None, client_id=f"c{n}")
-        book.remember(placed)
-        book.set_status(placed.id, OrderStatus.FILLED)
-        done.append(placed)
+    done = filled(book, 5)
     assert [book.known(o.id) for o in done] == [False, False, True, True, True]
     assert book.by_client_id("c3") == book.info(done[3])  # kept whole, as a record
     assert book.by_client_id("c0") is None and book.by_client_id("c4") is not None
@@ -156,13 +162,7 @@ def test_done_orders_are_kept_as_records_the_collector_does_not_walk() -> None:
 
     book = make()
     resting = rest(book, order(book, "MNQ", BUY, LIMIT, "20000", client_id="c-rest"))
-    placed = []
-    for n in range(300):
-        one = order(book, "MNQ", BUY, MARKET, None, client_id=f"c{n}")
-        book.remember(one)
-        book.set_status(one.id, OrderStatus.FILLED)
-        placed.append(one.id)
-    del one
+    placed = [o.id for o in filled(book, 300)]  # no order object is kept here
     gc.collect()
     assert not any(gc.is_tracked(book.done[i]) for i in placed)
     alive = {o.id for o in gc.get_objects() if isinstance(o, SimOrder) and o.account == "a"}
