@@ -556,6 +556,29 @@ async def test_a_reloaded_world_equals_the_one_that_was_saved(tmp_path: Path) ->
         assert after_views[account] == view, account
 
 
+async def test_a_null_is_stored_as_null(tmp_path: Path) -> None:
+    """The hot statements bind the integer 0 for a NULL and let `nullif(?, 0)` turn it
+    back (Python's sqlite3 binds None slowly); a column that lost its `nullif` would
+    keep '0' (TEXT affinity). A market order's missing price, brackets and links, and
+    an account's missing risk limits and breach, are NULL in the file, as before."""
+    path = tmp_path / "desk.db"
+    clock = SteppingClock()
+    store, _session, _ids = await build_desk(path, clock)
+    await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        market = db.execute(
+            "SELECT price, stop_loss, take_profit, parent_id, role, oco_id, reject_reason, "
+            "reject_message FROM orders WHERE type = 'market' AND account = 'f1' "
+            "AND symbol LIKE '%MNQ%'").fetchall()
+        assert market and all(value is None for row in market for value in row)
+        assert db.execute("SELECT count(*) FROM orders WHERE stop_loss IS NOT NULL "
+                          "AND parent_id IS NULL").fetchone()[0] > 0
+        assert db.execute("SELECT count(*) FROM orders WHERE role IS NOT NULL").fetchone()[0]
+        assert db.execute("SELECT daily_loss_limit, max_drawdown, breached FROM accounts "
+                          "WHERE id IN ('f1', 'boss') ORDER BY id").fetchall() == [
+            ("50", None, "daily_loss_limit"), (None, None, None)]
+
+
 async def test_a_reloaded_world_holds_the_same_positions_and_orders(tmp_path: Path) -> None:
     """The same comparison as above with the order of positions and orders left out, so
     that a difference in content is told apart from a difference in order."""
