@@ -149,6 +149,8 @@ class Store:
         self._log: list[tuple[str, str, str, str]] = []
         self._had_pending_events = True  # clear leftovers on the first save
         self._links: dict[str, tuple[bool, int, int]] = {}  # per broker, as last written
+        # account id -> its UPDATE row as this store last wrote it (`_accounts`)
+        self._written_accounts: dict[str, tuple[str | int, ...]] = {}
         self._waiting_seq = 0
         self._intent_seq = 0
         self._now = ""  # the world's time at the save being built (ISO)
@@ -412,19 +414,7 @@ class Store:
         changes = broker.take_changes()
         if not changes:
             return
-        seq = {account: index for index, account in enumerate(world.engine.state.accounts)}
-        accounts = [broker.account_state(a) for a in sorted(changes.accounts)]
-        batch.add(
-            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, "
-            "nullif(?, 0)) "
-            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
-            "realized = excluded.realized, fees = excluded.fees, day_start = "
-            "excluded.day_start, peak = excluded.peak, breached = excluded.breached",
-            [(a.id, name, seq.get(a.id, len(seq)), str(a.balance), str(a.realized), str(a.fees),
-              _t(a.risk.daily_loss_limit), _t(a.risk.max_drawdown),
-              str(a.risk_state.day_start), str(a.risk_state.peak),
-              NUL if a.breached is None else a.breached)
-             for a in accounts])
+        self._accounts(world, name, broker, changes.accounts, batch)
         upserts, deletes = [], []
         for account, symbol in sorted(changes.positions):
             pos = broker.account_state(account).positions.get(symbol)
@@ -482,6 +472,49 @@ class Store:
         batch.history = batch.history or bool(orders or fills)
         batch.add("UPDATE brokers SET next_order = ?, next_fill = ? WHERE name = ?",
                   [(*broker.counters(), name)])
+
+    def _accounts(self, world: World, name: str, broker: SimBroker, changed: Iterable[str],
+                  batch: _Batch) -> None:
+        """The changed accounts' rows. An account this store wrote before gets an UPDATE
+        of the columns a fill or a price moves (one primary-key seek, six values bound,
+        not eleven), and none at all when they are what was written last: an account
+        "changed" by a fill that moved no money (an opening fill without fees) keeps
+        its row. Any other goes through the upsert (new, or written before a restart);
+        only then is the engine's account order (`seq`) needed. Updates go in the set's
+        own order (no row depends on another's); new rows are sorted by id, so their
+        rowids do not vary with the hash seed."""
+        written = self._written_accounts
+        state_of = broker.account_state
+        new: Rows = []
+        updates: Rows = []
+        seq: dict[str, int] | None = None
+        for account in changed:
+            a = state_of(account)
+            risk = a.risk_state
+            row = (str(a.balance), str(a.realized), str(a.fees), str(risk.day_start),
+                   str(risk.peak), NUL if a.breached is None else a.breached, account)
+            last = written.get(account)
+            if row == last:
+                continue
+            written[account] = row
+            if last is not None:
+                updates.append(row)
+                continue
+            if seq is None:
+                seq = {id_: index for index, id_ in enumerate(world.engine.state.accounts)}
+            new.append((account, name, seq.get(account, len(seq)), row[0], row[1], row[2],
+                        _t(a.risk.daily_loss_limit), _t(a.risk.max_drawdown), row[3], row[4],
+                        row[5]))
+        new.sort()
+        batch.add(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, "
+            "nullif(?, 0)) "
+            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
+            "realized = excluded.realized, fees = excluded.fees, day_start = "
+            "excluded.day_start, peak = excluded.peak, breached = excluded.breached", new)
+        batch.add(
+            "UPDATE accounts SET balance = ?, realized = ?, fees = ?, day_start = ?, peak = ?, "
+            "breached = nullif(?, 0) WHERE id = ?", updates)
 
     def _journal(self, world: World, batch: _Batch) -> None:
         journal = world.engine.state.take_journal()
