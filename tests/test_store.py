@@ -1317,6 +1317,61 @@ async def _wal_after_fills(path: Path, fills: int, paced: bool) -> tuple[int, St
         await store.close()
 
 
+async def test_a_checkpoint_waits_for_the_pause_so_the_wal_starts_over_at_every_fill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mark crossed inside a fan-out (here at its first commit, as 1,000 followers
+    cross the real one) starts no checkpoint there: one would copy the WAL up to that
+    commit, the fan-out's next commits would land behind it, and the WAL, never caught
+    up when a transaction begins, would never start over. Started at the pause (the
+    save that ends the settle), it is caught up before the next fill: the WAL holds
+    about one fill, however many fills there were."""
+    import synctui.store.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 10**9)
+    monkeypatch.setattr(store_module, "BUSY_CHECKPOINT_ROWS", 10**9)
+    unchecked, _never = await _wal_after_fills(tmp_path / "never.db", 60, paced=False)
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 1)
+    paced, store = await _wal_after_fills(tmp_path / "desk.db", 60, paced=True)
+    assert store.checkpoints >= 50
+    assert paced < unchecked / 10
+
+
+async def test_no_checkpoint_starts_inside_a_fan_out_only_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule behind the test above, step by step: past the mark, the intents' commit
+    and the brokers' commit start no checkpoint (more commits of the fan-out follow);
+    the save that ends the settle does. Past the busy mark, a commit inside one does
+    (a burst of fan-outs in one settle must not grow the WAL to its end)."""
+    import synctui.store.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 1)
+    clock = SteppingClock()
+    store, session = await start(tmp_path / "desk.db", clock, lambda: world_of(SMALL, clock))
+    try:
+        world, engine = session.world, session.world.engine
+        if store._checkpoint is not None:
+            await asyncio.wrap_future(store._checkpoint)
+        before = store._checkpoint
+        engine.place_order("lead", "MNQ", Side.BUY, qty=D(1))
+        await store.save(world)  # the leader's fill and the intents it made
+        assert engine.ready_to_send and store._checkpoint is before
+        engine.dispatch()
+        await store.save_venue(world)
+        assert store._checkpoint is before
+        await session.settle()  # the outcomes, then nothing left: the pause
+        assert store._checkpoint is not before
+        assert store._checkpoint is not None
+        await asyncio.wrap_future(store._checkpoint)
+        before = store._checkpoint
+        monkeypatch.setattr(store_module, "BUSY_CHECKPOINT_ROWS", 1)
+        engine.place_order("lead", "MNQ", Side.SELL, qty=D(1))
+        await store.save(world)
+        assert engine.ready_to_send and store._checkpoint is not before
+        await session.settle()
+    finally:
+        await store.close()
+
+
 async def test_checkpoints_run_beside_the_writer_and_keep_the_wal_short(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 11: SQLite's own checkpoint is off (it ran inside whichever commit crossed

@@ -136,6 +136,7 @@ _JOURNAL_ORDER = {
 
 
 CHECKPOINT_ROWS = 5_000  # about SQLite's own mark of 1,000 pages (4 MB) of WAL
+BUSY_CHECKPOINT_ROWS = 4 * CHECKPOINT_ROWS  # a long settle does not wait for its end
 WAL_FRAMES = 16_000  # 64 MB of WAL: past it, a checkpoint makes the WAL start over
 
 
@@ -262,6 +263,7 @@ class Store:
                   self._log)
         self._log = []
         await self._commit(batch)
+        self.checkpoint_soon(pause=world.engine.idle)
 
     async def save_venue(self, world: World) -> None:
         """Commit the brokers' side of a fan-out alone, before the engine's journal.
@@ -313,16 +315,25 @@ class Store:
             self._unchecked_rows += count
             if batch.history:
                 self.history.version += 1
-        self.checkpoint_soon()
+        self.checkpoint_soon(pause=False)
 
-    def checkpoint_soon(self) -> None:
+    def checkpoint_soon(self, *, pause: bool = True) -> None:
         """Copy the WAL back into the database file once enough was written, from a
         connection and a thread of its own. In WAL mode a checkpoint runs beside the
         writer: commits go on appending meanwhile, and the next transaction after a
         complete one starts the WAL from its beginning again. So no fan-out waits
         for a checkpoint (SQLite's own runs inside whichever commit crosses its mark)
-        and the WAL stays short (a long one makes every commit slower)."""
-        if self._unchecked_rows < CHECKPOINT_ROWS or self.failed is not None or (
+        and the WAL stays short (a long one makes every commit slower).
+
+        It starts at a `pause`: the save that finds the engine idle, the end of a
+        settle. One started inside a fan-out copies the WAL up to that commit only;
+        the fan-out's next commits land behind it, the WAL is not caught up when the
+        next transaction begins, and so it does not start over: it grew by every
+        fan-out whenever the mark was crossed mid-way (a 1,000-follower fan-out
+        crosses it at every fill), up to the RESTART below. Inside a long settle
+        (a burst) one starts anyway once BUSY_CHECKPOINT_ROWS were written."""
+        mark = CHECKPOINT_ROWS if pause else BUSY_CHECKPOINT_ROWS
+        if self._unchecked_rows < mark or self.failed is not None or (
                 self._checkpoint is not None and not self._checkpoint.done()):
             return
         self._unchecked_rows = 0
