@@ -1293,7 +1293,8 @@ async def test_start_up_reads_no_table_of_history_whole(tmp_path: Path) -> None:
                 words = detail.split()
                 if words[0] == "SCAN" and "USING" not in words:
                     table = words[1]
-                    aliases = {"o": "orders", "c": "copy_orders", "m": "mirrors"}
+                    aliases = {"o": "orders", "c": "copy_orders", "m": "mirrors",
+                               "i": "intents"}
                     if aliases.get(table, table) in HISTORY:
                         walks.append((detail, sql))
     assert walks == []

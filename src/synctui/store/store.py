@@ -126,10 +126,9 @@ class _Batch:
 _JOURNAL_ORDER = {
     "mirror": "INSERT INTO mirrors VALUES (?, ?, ?)",
     "bracketed": "INSERT INTO bracketed VALUES (?, ?, ?)",
-    "copy": "INSERT OR IGNORE INTO copy_orders VALUES (?, ?)",
     "failure": "INSERT INTO failures (grp, account, symbol, reason, message, at) "
                "VALUES (?, ?, ?, ?, ?, ?)",
-    "intent": "INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
+    "intent": "INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL, ?)",
     "intent_submitted": "UPDATE intents SET status = 'submitted' WHERE key = ?",
     "intent_done": "UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
 }
@@ -545,8 +544,13 @@ class Store:
         rows: dict[str, Rows] = {kind: [] for kind in _JOURNAL_ORDER}
         waiting = _Batch()
         for kind, data in journal:
-            if kind in ("mirror", "bracketed", "copy"):
+            if kind in ("mirror", "bracketed"):
                 rows[kind].append(data)
+            elif kind == "copy":
+                # Nothing to write (schema 6): the copy link is the intent's row, whose
+                # group was written with it and whose order id its outcome writes (an
+                # "intent_done" with this order id is always in the same journal).
+                continue
             elif kind == "failure":
                 f: Failure = data
                 rows[kind].append((f.group, f.account, f.symbol, f.reason.value, f.message,
@@ -554,7 +558,8 @@ class Store:
             elif kind == "intent":
                 intent: Intent = data
                 self._intent_seq += 1
-                rows[kind].append((intent.key, self._intent_seq, dump_intent(intent)))
+                rows[kind].append((intent.key, self._intent_seq, dump_intent(intent),
+                                   intent.group))
             elif kind == "waiting":
                 self._waiting_seq += 1
                 waiting.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
@@ -699,12 +704,20 @@ class Store:
             ids = state.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
-        # two lookups, not one OR: with OR, SQLite walks every copy link in history
+        # The copy links of those orders: an accepted intent (schema 6) is its order's
+        # link (same client id, its order id recorded), found through the order; a link
+        # written before schema 6 is a `copy_orders` row. Lookups per branch, not one
+        # OR: with OR, SQLite walks every link in history.
         for order_id, grp in await self._rows(
-                "SELECT c.* FROM orders o JOIN copy_orders c ON c.order_id = o.id "
+                "SELECT o.id, i.grp FROM orders o JOIN intents i ON i.key = o.client_id "
+                "WHERE o.status = 'working' AND i.order_id = o.id AND i.grp IS NOT NULL "
+                "UNION SELECT o.id, i.grp FROM orders o JOIN intents i ON i.key = o.client_id "
+                "WHERE o.id IN (SELECT value FROM json_each(?)) AND i.order_id = o.id "
+                "AND i.grp IS NOT NULL "
+                "UNION SELECT c.* FROM orders o JOIN copy_orders c ON c.order_id = o.id "
                 "WHERE o.status = 'working' UNION "
                 "SELECT * FROM copy_orders WHERE order_id IN (SELECT value FROM json_each(?))",
-                (about,)):
+                (about, about)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
                 "SELECT key, seq, body FROM intents WHERE status IN ('pending', 'submitted') "
