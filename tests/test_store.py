@@ -331,6 +331,39 @@ async def test_an_older_database_is_migrated_forward_keeping_its_data(tmp_path: 
         ("app", "start", "from version 1")]
 
 
+async def test_schema_6_gives_the_open_intents_of_an_older_database_their_group(
+        tmp_path: Path) -> None:
+    """Schema 6 reads a copy's group from its intent. An open intent of an older
+    database may still be accepted after the upgrade, so the migration gives it its
+    group from its body: the object of the first versions, or the array
+    `[2, group, ...]` of later ones. A done intent keeps none: its link is in
+    `copy_orders`."""
+    from synctui.store.codec import dump_request
+
+    path = tmp_path / "old.db"
+    request = OrderRequest(symbol="MNQZ6", side=Side.BUY, qty=D(1), client_id="k1")
+    with closing(sqlite3.connect(path)) as db:
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 5")
+        db.executemany("INSERT INTO intents VALUES (?, ?, ?, ?, ?)", [
+            ("k1", 1, json.dumps({"group": "Gr\u00fcppe \u2603", "follower": "f1",
+                                  "symbol": "MNQ", "request": dump_request(request),
+                                  "mirror_of": None, "bracket_of": None, "at": None,
+                                  "since": None}), "pending", None),
+            ("k2", 2, json.dumps([2, "B", "f2", "MNQ", "MNQZ6", "buy", "1", "market", None,
+                                  False, None, None, None, None, None, None]),
+             "submitted", None),
+            ("k3", 3, json.dumps({"group": "C"}), "sent", "px-1"),
+            ("k4", 4, json.dumps([2, "D"]), "failed", None)])
+        db.commit()
+    store = await Store.open(path)
+    await store.close()
+    assert query(path, "SELECT key, grp FROM intents ORDER BY seq") == [
+        ("k1", "Gr\u00fcppe \u2603"), ("k2", "B"), ("k3", None), ("k4", None)]
+
+
 # --- one synctui per database ---------------------------------------------------------
 
 
