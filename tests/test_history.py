@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-from datetime import timedelta
+import shutil
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from synctui.domain.orders import OrderType, Side
 from synctui.engine.world import World
 from synctui.scenario.model import parse_scenario
 from synctui.scenario.runner import build_world
-from synctui.store.history import CSV_HEADER, HistoryQuery, Kind
+from synctui.store.history import CSV_HEADER, HistoryQuery, HistoryRow, Kind
 from synctui.store.session import Session
 from synctui.store.store import Store
 
@@ -175,3 +178,83 @@ def test_an_order_written_before_order_times_were_kept_is_listed_oldest(
         db.commit()
     rows = asyncio.run(rows_of(path, HistoryQuery(kind=Kind.ORDER)))
     assert rows[-1].id == oldest and rows[-1].at is None
+
+
+# --- a database written before schema 6 (copy links in `copy_orders`) -----------------
+
+
+async def _copies_of_every_age(path: Path) -> list[str]:
+    """`trade`'s desk, then f2 leaves group A (its copies' group is known from their
+    links alone), and A's leader rests a limit whose mirror's intent was committed and
+    not sent yet when the store closed, as a crash there leaves it. Its key."""
+    clock = await trade(path)
+    store, session = await start(path, clock)
+    try:
+        engine = session.world.engine
+        engine.remove_followers("A", ["f2"])
+        await session.settle()
+        clock.advance(timedelta(minutes=1))
+        engine.place_order("lead", "MNQ", Side.BUY, qty=Decimal(1), type=OrderType.LIMIT,
+                           price=Decimal(20500))
+        await store.save(session.world)
+        engine.settle()  # the leader's order is handled: it stops at the mirror's intent
+        await store.save(session.world)  # committed, not sent
+        assert engine.ready_to_send
+        return list(engine.state.intents)
+    finally:
+        await store.close()
+
+
+def _as_written_by_version_5(path: Path) -> None:
+    """The file as schema 5 held it: an accepted intent's copy link in `copy_orders`,
+    no group on any intent."""
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("INSERT INTO copy_orders SELECT order_id, grp FROM intents "
+                   "WHERE order_id IS NOT NULL")
+        db.execute("ALTER TABLE intents DROP COLUMN grp")
+        db.execute("PRAGMA user_version = 5")
+        db.commit()
+
+
+async def _reopened(path: Path) -> tuple[dict[str, str], list[HistoryRow], list[HistoryRow]]:
+    """Start on the file (the pending intent is sent), close, load it again: the copy
+    links a restart rebuilds, and the blotter's rows, all and group A's."""
+    clock = SteppingClock(datetime(2026, 1, 6, tzinfo=UTC))
+    store, _session = await start(path, clock)
+    await store.close()
+    store = await Store.open(path)
+    try:
+        world = await store.load(clock)
+        everything = await store.history.rows(HistoryQuery(), 10_000)
+        group_a = await store.history.rows(HistoryQuery(group="A"), 10_000)
+        return dict(world.engine.state.copy_group), everything, group_a
+    finally:
+        await store.close()
+
+
+def test_a_version_5_database_reads_as_the_same_links_and_blotter(tmp_path: Path) -> None:
+    """Schema 6 keeps a copy's link in its intent (no `copy_orders` row). A database
+    written before keeps its links in `copy_orders`, and its open intents have no
+    group yet: migrated, it must rebuild the same links at a restart (the working
+    copies, the copy pending across the upgrade) and show the same blotter as the
+    same desk written by this version."""
+    current, old = tmp_path / "current.db", tmp_path / "old.db"
+    pending = asyncio.run(_copies_of_every_age(current))
+    shutil.copyfile(current, old)
+    _as_written_by_version_5(old)
+    with closing(sqlite3.connect(old)) as db:
+        assert db.execute("SELECT count(*) FROM copy_orders").fetchone()[0] >= 5
+    links, rows, group_a = asyncio.run(_reopened(current))
+    assert asyncio.run(_reopened(old)) == (links, rows, group_a)
+    with closing(sqlite3.connect(old)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 6
+        sent = [oid for (oid,) in db.execute(
+            "SELECT id FROM orders WHERE client_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(pending),))]
+    # the premises: links of copies made before and after the upgrade, and copies whose
+    # group only their links tell
+    assert len(pending) == len(sent) == 1 and links[sent[0]] == "A"
+    assert len(links) >= 3 and set(links.values()) == {"A"}
+    f2_copies = [r for r in rows if r.account == "f2" and r.client_id is not None]
+    assert f2_copies and {r.group for r in f2_copies} == {"A"}
+    assert {r.id for r in f2_copies} <= {r.id for r in group_a}

@@ -331,6 +331,39 @@ async def test_an_older_database_is_migrated_forward_keeping_its_data(tmp_path: 
         ("app", "start", "from version 1")]
 
 
+async def test_schema_6_gives_the_open_intents_of_an_older_database_their_group(
+        tmp_path: Path) -> None:
+    """Schema 6 reads a copy's group from its intent. An open intent of an older
+    database may still be accepted after the upgrade, so the migration gives it its
+    group from its body: the object of the first versions, or the array
+    `[2, group, ...]` of later ones. A done intent keeps none: its link is in
+    `copy_orders`."""
+    from synctui.store.codec import dump_request
+
+    path = tmp_path / "old.db"
+    request = OrderRequest(symbol="MNQZ6", side=Side.BUY, qty=D(1), client_id="k1")
+    with closing(sqlite3.connect(path)) as db:
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("PRAGMA user_version = 5")
+        db.executemany("INSERT INTO intents VALUES (?, ?, ?, ?, ?)", [
+            ("k1", 1, json.dumps({"group": "Gr\u00fcppe \u2603", "follower": "f1",
+                                  "symbol": "MNQ", "request": dump_request(request),
+                                  "mirror_of": None, "bracket_of": None, "at": None,
+                                  "since": None}), "pending", None),
+            ("k2", 2, json.dumps([2, "B", "f2", "MNQ", "MNQZ6", "buy", "1", "market", None,
+                                  False, None, None, None, None, None, None]),
+             "submitted", None),
+            ("k3", 3, json.dumps({"group": "C"}), "sent", "px-1"),
+            ("k4", 4, json.dumps([2, "D"]), "failed", None)])
+        db.commit()
+    store = await Store.open(path)
+    await store.close()
+    assert query(path, "SELECT key, grp FROM intents ORDER BY seq") == [
+        ("k1", "Gr\u00fcppe \u2603"), ("k2", "B"), ("k3", None), ("k4", None)]
+
+
 # --- one synctui per database ---------------------------------------------------------
 
 
@@ -554,6 +587,29 @@ async def test_a_reloaded_world_equals_the_one_that_was_saved(tmp_path: Path) ->
     after_views = views(loaded)
     for account, view in before_views.items():
         assert after_views[account] == view, account
+
+
+async def test_a_null_is_stored_as_null(tmp_path: Path) -> None:
+    """The hot statements bind the integer 0 for a NULL and let `nullif(?, 0)` turn it
+    back (Python's sqlite3 binds None slowly); a column that lost its `nullif` would
+    keep '0' (TEXT affinity). A market order's missing price, brackets and links, and
+    an account's missing risk limits and breach, are NULL in the file, as before."""
+    path = tmp_path / "desk.db"
+    clock = SteppingClock()
+    store, _session, _ids = await build_desk(path, clock)
+    await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        market = db.execute(
+            "SELECT price, stop_loss, take_profit, parent_id, role, oco_id, reject_reason, "
+            "reject_message FROM orders WHERE type = 'market' AND account = 'f1' "
+            "AND symbol LIKE '%MNQ%'").fetchall()
+        assert market and all(value is None for row in market for value in row)
+        assert db.execute("SELECT count(*) FROM orders WHERE stop_loss IS NOT NULL "
+                          "AND parent_id IS NULL").fetchone()[0] > 0
+        assert db.execute("SELECT count(*) FROM orders WHERE role IS NOT NULL").fetchone()[0]
+        assert db.execute("SELECT daily_loss_limit, max_drawdown, breached FROM accounts "
+                          "WHERE id IN ('f1', 'boss') ORDER BY id").fetchall() == [
+            ("50", None, "daily_loss_limit"), (None, None, None)]
 
 
 async def test_a_reloaded_world_holds_the_same_positions_and_orders(tmp_path: Path) -> None:
@@ -1284,7 +1340,8 @@ async def test_start_up_reads_no_table_of_history_whole(tmp_path: Path) -> None:
                 words = detail.split()
                 if words[0] == "SCAN" and "USING" not in words:
                     table = words[1]
-                    aliases = {"o": "orders", "c": "copy_orders", "m": "mirrors"}
+                    aliases = {"o": "orders", "c": "copy_orders", "m": "mirrors",
+                               "i": "intents"}
                     if aliases.get(table, table) in HISTORY:
                         walks.append((detail, sql))
     assert walks == []
@@ -1304,6 +1361,61 @@ async def _wal_after_fills(path: Path, fills: int, paced: bool) -> tuple[int, St
             if paced and store._checkpoint is not None:
                 await asyncio.wrap_future(store._checkpoint)
         return os.stat(f"{path}-wal").st_size, store
+    finally:
+        await store.close()
+
+
+async def test_a_checkpoint_waits_for_the_pause_so_the_wal_starts_over_at_every_fill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mark crossed inside a fan-out (here at its first commit, as 1,000 followers
+    cross the real one) starts no checkpoint there: one would copy the WAL up to that
+    commit, the fan-out's next commits would land behind it, and the WAL, never caught
+    up when a transaction begins, would never start over. Started at the pause (the
+    save that ends the settle), it is caught up before the next fill: the WAL holds
+    about one fill, however many fills there were."""
+    import synctui.store.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 10**9)
+    monkeypatch.setattr(store_module, "BUSY_CHECKPOINT_ROWS", 10**9)
+    unchecked, _never = await _wal_after_fills(tmp_path / "never.db", 60, paced=False)
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 1)
+    paced, store = await _wal_after_fills(tmp_path / "desk.db", 60, paced=True)
+    assert store.checkpoints >= 50
+    assert paced < unchecked / 10
+
+
+async def test_no_checkpoint_starts_inside_a_fan_out_only_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule behind the test above, step by step: past the mark, the intents' commit
+    and the brokers' commit start no checkpoint (more commits of the fan-out follow);
+    the save that ends the settle does. Past the busy mark, a commit inside one does
+    (a burst of fan-outs in one settle must not grow the WAL to its end)."""
+    import synctui.store.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_ROWS", 1)
+    clock = SteppingClock()
+    store, session = await start(tmp_path / "desk.db", clock, lambda: world_of(SMALL, clock))
+    try:
+        world, engine = session.world, session.world.engine
+        if store._checkpoint is not None:
+            await asyncio.wrap_future(store._checkpoint)
+        before = store._checkpoint
+        engine.place_order("lead", "MNQ", Side.BUY, qty=D(1))
+        await store.save(world)  # the leader's fill and the intents it made
+        assert engine.ready_to_send and store._checkpoint is before
+        engine.dispatch()
+        await store.save_venue(world)
+        assert store._checkpoint is before
+        await session.settle()  # the outcomes, then nothing left: the pause
+        assert store._checkpoint is not before
+        assert store._checkpoint is not None
+        await asyncio.wrap_future(store._checkpoint)
+        before = store._checkpoint
+        monkeypatch.setattr(store_module, "BUSY_CHECKPOINT_ROWS", 1)
+        engine.place_order("lead", "MNQ", Side.SELL, qty=D(1))
+        await store.save(world)
+        assert engine.ready_to_send and store._checkpoint is not before
+        await session.settle()
     finally:
         await store.close()
 

@@ -1,7 +1,7 @@
 """Start-up with a long history: open state made through the engine, then history
-bulk-inserted into the store's schema (done orders, their fills, intents and copy
-links), then `Store.open` + `Session.start` timed, with and without the whole-file
-check."""
+bulk-inserted into the store's schema (done orders, their fills, and the accepted
+intents that are their copy links), then `Store.open` + `Session.start` timed, with
+and without the whole-file check."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ async def _open_state(path: Path) -> None:
 
 
 def _history(path: Path, orders: int, chunk: int = 100_000) -> None:
-    """Done orders with a fill each, an intent and a copy link per follower order,
-    inserted a chunk at a time (a million rows at once would hold a gigabyte)."""
+    """Done orders with a fill each and an accepted intent per follower order (its copy
+    link since schema 6: same client id, its order id and group), inserted a chunk at
+    a time (a million rows at once would hold a gigabyte)."""
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         columns = len(db.execute("SELECT * FROM orders LIMIT 0").description or [])
         seq = int(db.execute("SELECT coalesce(max(seq), 0) FROM intents").fetchone()[0])
@@ -46,7 +47,7 @@ def _history(path: Path, orders: int, chunk: int = 100_000) -> None:
         marks = ", ".join("?" * columns)  # the schema's own column count, no outside input
         db.execute("BEGIN")
         for first in range(0, orders, chunk):
-            order_rows, fill_rows, intent_rows, link_rows = [], [], [], []
+            order_rows, fill_rows, intent_rows = [], [], []
             for n in range(first, min(first + chunk, orders)):
                 oid = f"hist-{n}"
                 row = [oid, "px", f"F{n % 20:05d}", "MNQ", "buy", "market", "1", None, 0,
@@ -55,14 +56,12 @@ def _history(path: Path, orders: int, chunk: int = 100_000) -> None:
                 fill_rows.append((f"hf-{n}", "px", row[2], "MNQ", "buy", "1", "21000", "0",
                                   "0", "order", oid, row[11], "0", "1", at))
                 seq += 1
-                intent_rows.append((row[11], seq, "{}", "sent", oid))
-                link_rows.append((oid, "Bench"))
+                intent_rows.append((row[11], seq, "{}", "sent", oid, "Bench"))
             db.executemany(f"INSERT INTO orders VALUES ({marks})", order_rows)  # noqa: S608
             db.executemany(
                 "INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 fill_rows)
-            db.executemany("INSERT INTO intents VALUES (?, ?, ?, ?, ?)", intent_rows)
-            db.executemany("INSERT INTO copy_orders VALUES (?, ?)", link_rows)
+            db.executemany("INSERT INTO intents VALUES (?, ?, ?, ?, ?, ?)", intent_rows)
         db.execute("COMMIT")
 
 

@@ -6,9 +6,11 @@ on a thread, so a search through a million orders never holds the writer or the
 event loop back. Each query opens and closes its connection: none is left open
 when the store closes, so SQLite's last close still removes the WAL.
 
-A row's group is the group its copy was made for (`copy_orders`); an order that
-is no copy (a leader's, an account's own) belongs to the group in which its
-account now has a role: leader, follower, or a copy's sub-account.
+A row's group is the group its copy was made for: the accepted intent whose
+client id and order id are the order's (schema 6), or the `copy_orders` link an
+older version wrote; an order that is no copy (a leader's, an account's own)
+belongs to the group in which its account now has a role: leader, follower, or
+a copy's sub-account.
 """
 
 from __future__ import annotations
@@ -73,17 +75,23 @@ _ROLES = """
     UNION ALL SELECT account, grp FROM group_followers
     UNION ALL SELECT sub, grp FROM copies
 """
+# a copy's group: its accepted intent's (schema 6), or the link an older version wrote
+_GROUP = "coalesce(i.grp, c.grp)"
 _ORDERS = """
-    SELECT o.rowid, o.at, c.grp, o.account, o.broker, o.symbol, o.side, o.qty, o.price,
+    SELECT o.rowid, o.at, coalesce(i.grp, c.grp), o.account, o.broker, o.symbol, o.side,
+           o.qty, o.price,
            o.type || ' ' || o.status || coalesce(' (' || o.reject_reason || ')', ''),
            NULL, NULL, o.id, NULL, o.client_id
-    FROM orders o LEFT JOIN copy_orders c ON c.order_id = o.id
+    FROM orders o LEFT JOIN intents i ON i.key = o.client_id AND i.order_id = o.id
+    LEFT JOIN copy_orders c ON c.order_id = o.id
 """
 _FILLS = """
-    SELECT f.rowid, f.at, c.grp, f.account, f.broker, f.symbol, f.side, f.qty, f.price,
+    SELECT f.rowid, f.at, coalesce(i.grp, c.grp), f.account, f.broker, f.symbol, f.side,
+           f.qty, f.price,
            'filled by ' || replace(f.cause, '_', ' '),
            f.realized, f.fee, f.id, f.order_id, f.client_id
-    FROM fills f LEFT JOIN copy_orders c ON c.order_id = f.order_id
+    FROM fills f LEFT JOIN intents i ON i.key = f.client_id AND i.order_id = f.order_id
+    LEFT JOIN copy_orders c ON c.order_id = f.order_id
 """
 
 
@@ -93,7 +101,7 @@ def _where(query: HistoryQuery, table: str, roles: dict[str, str]) -> tuple[str,
     params: list[Any] = []
     if query.group is not None:
         members = [account for account, group in roles.items() if group == query.group]
-        clauses.append(f"(c.grp = ? OR (c.grp IS NULL AND {table}.account IN "  # noqa: S608
+        clauses.append(f"({_GROUP} = ? OR ({_GROUP} IS NULL AND {table}.account IN "  # noqa: S608
                        "(SELECT value FROM json_each(?))))")  # `table` is "o" or "f", no input
         params += [query.group, json.dumps(members)]
     if query.account is not None:

@@ -120,6 +120,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE orders ADD COLUMN at TEXT;
     """,
+    # version 6: an intent carries its group. An accepted intent (`order_id` set) is
+    # then its order's copy link (orders.client_id = intents.key), so a fan-out no
+    # longer writes a `copy_orders` row per follower order; the links written before
+    # stay in `copy_orders`, which is still read. Of the intents written before, the
+    # open ones (few, found by `intents_open`) get their group from their body (the
+    # object of the first versions, or the array `[2, group, ...]` of later ones):
+    # they may still be accepted, and their link is made then; the done ones keep none
+    """
+    ALTER TABLE intents ADD COLUMN grp TEXT;
+    UPDATE intents SET grp = CASE json_type(body) WHEN 'array' THEN json_extract(body, '$[1]')
+        ELSE json_extract(body, '$.group') END
+        WHERE status IN ('pending', 'submitted');
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

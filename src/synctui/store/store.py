@@ -86,6 +86,20 @@ def _d(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+# Python's sqlite3 binds None through its adapter lookup (a key tuple built, the
+# registry and two attribute lookups tried: about 0.3 µs a value, more than a whole
+# short string costs), while an int binds at once. A fan-out's order row has eight
+# columns that are mostly NULL, so the hot statements bind the int 0 for a NULL TEXT
+# value and `nullif(?, 0)` turns it back into NULL inside SQLite. Safe because those
+# columns only ever get a str, and SQLite never calls a text equal to an integer.
+NUL = 0
+
+
+def _t(value: Decimal | None) -> str | int:
+    """A nullable Decimal for a `nullif(?, 0)` parameter: its exact text, or `NUL`."""
+    return NUL if value is None else str(value)
+
+
 def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
@@ -112,16 +126,16 @@ class _Batch:
 _JOURNAL_ORDER = {
     "mirror": "INSERT INTO mirrors VALUES (?, ?, ?)",
     "bracketed": "INSERT INTO bracketed VALUES (?, ?, ?)",
-    "copy": "INSERT OR IGNORE INTO copy_orders VALUES (?, ?)",
     "failure": "INSERT INTO failures (grp, account, symbol, reason, message, at) "
                "VALUES (?, ?, ?, ?, ?, ?)",
-    "intent": "INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL)",
+    "intent": "INSERT OR IGNORE INTO intents VALUES (?, ?, ?, 'pending', NULL, ?)",
     "intent_submitted": "UPDATE intents SET status = 'submitted' WHERE key = ?",
     "intent_done": "UPDATE intents SET status = ?, order_id = ? WHERE key = ?",
 }
 
 
 CHECKPOINT_ROWS = 5_000  # about SQLite's own mark of 1,000 pages (4 MB) of WAL
+BUSY_CHECKPOINT_ROWS = 4 * CHECKPOINT_ROWS  # a long settle does not wait for its end
 WAL_FRAMES = 16_000  # 64 MB of WAL: past it, a checkpoint makes the WAL start over
 
 
@@ -135,6 +149,8 @@ class Store:
         self._log: list[tuple[str, str, str, str]] = []
         self._had_pending_events = True  # clear leftovers on the first save
         self._links: dict[str, tuple[bool, int, int]] = {}  # per broker, as last written
+        # account id -> its UPDATE row as this store last wrote it (`_accounts`)
+        self._written_accounts: dict[str, tuple[str | int, ...]] = {}
         self._waiting_seq = 0
         self._intent_seq = 0
         self._now = ""  # the world's time at the save being built (ISO)
@@ -248,6 +264,7 @@ class Store:
                   self._log)
         self._log = []
         await self._commit(batch)
+        self.checkpoint_soon(pause=world.engine.idle)
 
     async def save_venue(self, world: World) -> None:
         """Commit the brokers' side of a fan-out alone, before the engine's journal.
@@ -299,16 +316,25 @@ class Store:
             self._unchecked_rows += count
             if batch.history:
                 self.history.version += 1
-        self.checkpoint_soon()
+        self.checkpoint_soon(pause=False)
 
-    def checkpoint_soon(self) -> None:
+    def checkpoint_soon(self, *, pause: bool = True) -> None:
         """Copy the WAL back into the database file once enough was written, from a
         connection and a thread of its own. In WAL mode a checkpoint runs beside the
         writer: commits go on appending meanwhile, and the next transaction after a
         complete one starts the WAL from its beginning again. So no fan-out waits
         for a checkpoint (SQLite's own runs inside whichever commit crosses its mark)
-        and the WAL stays short (a long one makes every commit slower)."""
-        if self._unchecked_rows < CHECKPOINT_ROWS or self.failed is not None or (
+        and the WAL stays short (a long one makes every commit slower).
+
+        It starts at a `pause`: the save that finds the engine idle, the end of a
+        settle. One started inside a fan-out copies the WAL up to that commit only;
+        the fan-out's next commits land behind it, the WAL is not caught up when the
+        next transaction begins, and so it does not start over: it grew by every
+        fan-out whenever the mark was crossed mid-way (a 1,000-follower fan-out
+        crosses it at every fill), up to the RESTART below. Inside a long settle
+        (a burst) one starts anyway once BUSY_CHECKPOINT_ROWS were written."""
+        mark = CHECKPOINT_ROWS if pause else BUSY_CHECKPOINT_ROWS
+        if self._unchecked_rows < mark or self.failed is not None or (
                 self._checkpoint is not None and not self._checkpoint.done()):
             return
         self._unchecked_rows = 0
@@ -400,20 +426,14 @@ class Store:
         changes = broker.take_changes()
         if not changes:
             return
-        seq = {account: index for index, account in enumerate(world.engine.state.accounts)}
-        accounts = [broker.account_state(a) for a in sorted(changes.accounts)]
-        batch.add(
-            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
-            "realized = excluded.realized, fees = excluded.fees, day_start = "
-            "excluded.day_start, peak = excluded.peak, breached = excluded.breached",
-            [(a.id, name, seq.get(a.id, len(seq)), str(a.balance), str(a.realized), str(a.fees),
-              _d(a.risk.daily_loss_limit), _d(a.risk.max_drawdown),
-              str(a.risk_state.day_start), str(a.risk_state.peak), a.breached)
-             for a in accounts])
+        self._accounts(world, name, broker, changes.accounts, batch)
+        # Sorted: SQLite's seeks in key order through the WITHOUT ROWID table save about
+        # what sorting a fan-out's thousand keys costs (0.1-0.2 ms each way), and the
+        # file's pages do not depend on the hash seed.
+        state_of = broker.account_state
         upserts, deletes = [], []
         for account, symbol in sorted(changes.positions):
-            pos = broker.account_state(account).positions.get(symbol)
+            pos = state_of(account).positions.get(symbol)
             if pos is None:
                 deletes.append((account, symbol))
             else:
@@ -423,23 +443,23 @@ class Store:
         batch.add("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?)", upserts)
         settings = []
         for account, symbol in sorted(changes.settings):
-            stored = broker.account_state(account).settings.get(symbol)
+            stored = state_of(account).settings.get(symbol)
             if stored is not None:
                 settings.append((account, symbol, stored[0], stored[1].value))
         batch.add("INSERT OR REPLACE INTO account_settings VALUES (?, ?, ?, ?)", settings)
         # Rows built inline (a fan-out writes a thousand orders and fills per save): the
-        # enums' `_value_` is their value without the descriptor `.value` goes through.
+        # enums' `_value_` is their value without the descriptor `.value` goes through,
+        # and the catalog symbol is looked up once per native symbol, not per fill.
         reject_of, status_of = broker.reject_reason, broker.status_of
         catalog = broker.symbols.catalog
-        fills = [(f.id, name, f.account, catalog(f.symbol), f.side._value_, str(f.qty),
+        symbols = {native: catalog(native) for native in {f.symbol for f in changes.fills}}
+        fills = [(f.id, name, f.account, symbols[f.symbol], f.side._value_, str(f.qty),
                   str(f.price), str(f.fee), str(f.realized), f.cause._value_, f.order_id,
                   f.client_id, str(f.position_before), str(f.position_after), f.at.isoformat())
                  for f in changes.fills]
         # When an order was placed: its first fill's time when it filled at once (the
         # save comes a moment later), else the save's.
-        placed: dict[str | None, str] = {}
-        for fill in fills:
-            placed.setdefault(fill[10], fill[14])
+        placed = {fill[10]: fill[14] for fill in reversed(fills)}  # the first one stays
         now = self._now
         orders = []
         for o in changes.orders.values():
@@ -447,15 +467,18 @@ class Store:
             price, stop, take = o.price, o.stop_loss, o.take_profit
             orders.append((
                 o.id, name, o.account, o.symbol, o.side._value_, o.type._value_, str(o.qty),
-                None if price is None else str(price), int(o.reduce_only),
-                None if stop is None else str(stop), None if take is None else str(take),
-                o.client_id, o.parent_id, o.role, o.oco_id,
+                NUL if price is None else str(price), int(o.reduce_only),
+                NUL if stop is None else str(stop), NUL if take is None else str(take),
+                o.client_id, NUL if o.parent_id is None else o.parent_id,
+                NUL if o.role is None else o.role, NUL if o.oco_id is None else o.oco_id,
                 (status_of(o.id) or OrderStatus.WORKING)._value_,
-                reject[0]._value_ if reject else None, reject[1] if reject else None,
+                reject[0]._value_ if reject else NUL, reject[1] if reject else NUL,
                 placed.get(o.id, now)))
         # An order's first row keeps its time: a later update leaves `at` alone.
         batch.add(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, nullif(?, 0), ?, nullif(?, 0), "
+            "nullif(?, 0), ?, nullif(?, 0), nullif(?, 0), nullif(?, 0), ?, nullif(?, 0), "
+            "nullif(?, 0), ?) "
             "ON CONFLICT (id) DO UPDATE SET qty = excluded.qty, price = excluded.price, "
             "status = excluded.status, reject_reason = excluded.reject_reason, "
             "reject_message = excluded.reject_message", orders)
@@ -465,6 +488,49 @@ class Store:
         batch.history = batch.history or bool(orders or fills)
         batch.add("UPDATE brokers SET next_order = ?, next_fill = ? WHERE name = ?",
                   [(*broker.counters(), name)])
+
+    def _accounts(self, world: World, name: str, broker: SimBroker, changed: Iterable[str],
+                  batch: _Batch) -> None:
+        """The changed accounts' rows. An account this store wrote before gets an UPDATE
+        of the columns a fill or a price moves (one primary-key seek, six values bound,
+        not eleven), and none at all when they are what was written last: an account
+        "changed" by a fill that moved no money (an opening fill without fees) keeps
+        its row. Any other goes through the upsert (new, or written before a restart);
+        only then is the engine's account order (`seq`) needed. Updates go in the set's
+        own order (no row depends on another's); new rows are sorted by id, so their
+        rowids do not vary with the hash seed."""
+        written = self._written_accounts
+        state_of = broker.account_state
+        new: Rows = []
+        updates: Rows = []
+        seq: dict[str, int] | None = None
+        for account in changed:
+            a = state_of(account)
+            risk = a.risk_state
+            row = (str(a.balance), str(a.realized), str(a.fees), str(risk.day_start),
+                   str(risk.peak), NUL if a.breached is None else a.breached, account)
+            last = written.get(account)
+            if row == last:
+                continue
+            written[account] = row
+            if last is not None:
+                updates.append(row)
+                continue
+            if seq is None:
+                seq = {id_: index for index, id_ in enumerate(world.engine.state.accounts)}
+            new.append((account, name, seq.get(account, len(seq)), row[0], row[1], row[2],
+                        _t(a.risk.daily_loss_limit), _t(a.risk.max_drawdown), row[3], row[4],
+                        row[5]))
+        new.sort()
+        batch.add(
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, nullif(?, 0), nullif(?, 0), ?, ?, "
+            "nullif(?, 0)) "
+            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance, "
+            "realized = excluded.realized, fees = excluded.fees, day_start = "
+            "excluded.day_start, peak = excluded.peak, breached = excluded.breached", new)
+        batch.add(
+            "UPDATE accounts SET balance = ?, realized = ?, fees = ?, day_start = ?, peak = ?, "
+            "breached = nullif(?, 0) WHERE id = ?", updates)
 
     def _journal(self, world: World, batch: _Batch) -> None:
         journal = world.engine.state.take_journal()
@@ -484,8 +550,13 @@ class Store:
         rows: dict[str, Rows] = {kind: [] for kind in _JOURNAL_ORDER}
         waiting = _Batch()
         for kind, data in journal:
-            if kind in ("mirror", "bracketed", "copy"):
+            if kind in ("mirror", "bracketed"):
                 rows[kind].append(data)
+            elif kind == "copy":
+                # Nothing to write (schema 6): the copy link is the intent's row, whose
+                # group was written with it and whose order id its outcome writes (an
+                # "intent_done" with this order id is always in the same journal).
+                continue
             elif kind == "failure":
                 f: Failure = data
                 rows[kind].append((f.group, f.account, f.symbol, f.reason.value, f.message,
@@ -493,7 +564,8 @@ class Store:
             elif kind == "intent":
                 intent: Intent = data
                 self._intent_seq += 1
-                rows[kind].append((intent.key, self._intent_seq, dump_intent(intent)))
+                rows[kind].append((intent.key, self._intent_seq, dump_intent(intent),
+                                   intent.group))
             elif kind == "waiting":
                 self._waiting_seq += 1
                 waiting.add("INSERT OR REPLACE INTO waiting VALUES (?, ?, ?)",
@@ -638,12 +710,20 @@ class Store:
             ids = state.bracketed.setdefault(leader_order, {}).setdefault(follower, [])
             if order_id is not None:
                 ids.append(order_id)
-        # two lookups, not one OR: with OR, SQLite walks every copy link in history
+        # The copy links of those orders: an accepted intent (schema 6) is its order's
+        # link (same client id, its order id recorded), found through the order; a link
+        # written before schema 6 is a `copy_orders` row. Lookups per branch, not one
+        # OR: with OR, SQLite walks every link in history.
         for order_id, grp in await self._rows(
-                "SELECT c.* FROM orders o JOIN copy_orders c ON c.order_id = o.id "
+                "SELECT o.id, i.grp FROM orders o JOIN intents i ON i.key = o.client_id "
+                "WHERE o.status = 'working' AND i.order_id = o.id AND i.grp IS NOT NULL "
+                "UNION SELECT o.id, i.grp FROM orders o JOIN intents i ON i.key = o.client_id "
+                "WHERE o.id IN (SELECT value FROM json_each(?)) AND i.order_id = o.id "
+                "AND i.grp IS NOT NULL "
+                "UNION SELECT c.* FROM orders o JOIN copy_orders c ON c.order_id = o.id "
                 "WHERE o.status = 'working' UNION "
                 "SELECT * FROM copy_orders WHERE order_id IN (SELECT value FROM json_each(?))",
-                (about,)):
+                (about, about)):
             state.copy_group[order_id] = grp
         for key, _seq, body in await self._rows(
                 "SELECT key, seq, body FROM intents WHERE status IN ('pending', 'submitted') "
