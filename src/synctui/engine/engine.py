@@ -1027,7 +1027,8 @@ class Engine:
 
     def _forget_old_copies(self) -> None:
         """Memory stays flat: the oldest links of copies that no longer work are dropped
-        (their group is in the database, `copy_orders`; a restart loads the working)."""
+        (their group is in the database, on the intent that made them; a restart loads the
+        working)."""
         drop = len(self.state.copy_group) - KEEP_COPY_LINKS // 2
         for order_id in list(self.state.copy_group):
             if drop <= 0:
