@@ -104,8 +104,9 @@ class EngineState:
         self._log("mirror", (leader_order, follower, order_id))
 
     def link_copy(self, order_id: str, group: str) -> None:
+        """Nothing to journal: the link is the intent's row in the database (its group,
+        and the order id its outcome writes)."""
         self.copy_group[order_id] = group
-        self._log("copy", (order_id, group))
 
     def mark_bracketed(self, leader_order: str, follower: str, order_id: str | None) -> None:
         """The follower's copy of a bracketed leader entry: its order, or (None) a copy

@@ -552,11 +552,6 @@ class Store:
         for kind, data in journal:
             if kind in ("mirror", "bracketed"):
                 rows[kind].append(data)
-            elif kind == "copy":
-                # Nothing to write (schema 6): the copy link is the intent's row, whose
-                # group was written with it and whose order id its outcome writes (an
-                # "intent_done" with this order id is always in the same journal).
-                continue
             elif kind == "failure":
                 f: Failure = data
                 rows[kind].append((f.group, f.account, f.symbol, f.reason.value, f.message,
