@@ -169,3 +169,17 @@ def test_done_orders_are_kept_as_records_the_collector_does_not_walk() -> None:
     alive = {o.id for o in gc.get_objects() if isinstance(o, SimOrder) and o.account == "a"}
     assert not alive & set(placed) and resting.id in book.working
     assert book.by_client_id("c7") is not None and book.by_client_id("c7").id == placed[7]
+
+
+def test_a_done_order_reads_back_as_it_was() -> None:
+    """Every field of a done order survives its text record, None and "" apart."""
+    from synctui.brokers.matching import _order, _record
+
+    book = make()
+    full = SimOrder(book.new_id(), "a", "MNQ", Side.SELL, OrderType.STOP, D("2.5"),
+                    D("20000.25"), True, D("19000"), D("21000.5"), "c-9", "X-0",
+                    "stop_loss", "X-7")
+    bare = order(book, "MNQ", BUY, MARKET, None)
+    odd = order(book, "MNQ", BUY, MARKET, None, account="a\x1fb\x02", client_id="\x02c")
+    for done in (full, bare, odd):
+        assert _order(_record(done)) == done
