@@ -212,6 +212,7 @@ class CopyMachine(RuleBasedStateMachine):
     def _leader_move(self, name: str, symbol: str, act: Any) -> None:
         before_leader = position(self.world, "lead", symbol)
         before = self._snapshot()
+        heard = len(self.events)
         try:
             act()
         except Refused:
@@ -219,16 +220,25 @@ class CopyMachine(RuleBasedStateMachine):
         else:
             self._count(name, "done")
         self._settle()
-        after_leader = position(self.world, "lead", symbol)
-        self._check_exit_never_opens(symbol, before_leader, after_leader, before)
+        fills = [e for e in self.events[heard:] if isinstance(e, AccountFilled)
+                 and e.account == "lead" and e.symbol == symbol]
+        self._check_exit_never_opens(symbol, before_leader, fills, before)
 
     def _check_exit_never_opens(self, symbol: str, leader_before: Decimal,
-                                leader_after: Decimal,
+                                fills: list[AccountFilled],
                                 before: dict[tuple[str, str], Decimal]) -> None:
-        reduced = leader_before != 0 and (
-            leader_after == 0 or ((leader_after > 0) == (leader_before > 0)
-                                  and abs(leader_after) < abs(leader_before)))
-        if not reduced:
+        """When every leader fill of the move only reduced its position, no follower's
+        grows. A move can hold more than one fill (a price move triggers several
+        working orders): one that adds to the leader's position is copied as an open,
+        rightly, even if the move as a whole reduced it."""
+        held = leader_before
+        for fill in fills:
+            after = held + fill.side.signed(fill.qty)
+            if held == 0 or not (after == 0 or ((after > 0) == (held > 0)
+                                                and abs(after) < abs(held))):
+                return  # this fill opened or added: not an exit only
+            held = after
+        if not fills:
             return
         for follower in FOLLOWERS:
             old = before[(follower, symbol)]
