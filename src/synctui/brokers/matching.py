@@ -26,6 +26,7 @@ from synctui.brokers.events import OrderInfo
 from synctui.brokers.naming import SymbolMap
 from synctui.domain.errors import Refused, RejectReason
 from synctui.domain.instruments import Catalog, Instrument
+from synctui.domain.numbers import decimal_or_none
 from synctui.domain.orders import OrderStatus, OrderType, Side, transition
 from synctui.domain.prices import PriceBook
 
@@ -92,16 +93,12 @@ def _fields(record: DoneOrder) -> list[str | None]:
 def _order(record: DoneOrder) -> SimOrder:
     f = _fields(record)
     return SimOrder(str(f[0]), str(f[1]), str(f[2]), Side(str(f[3])), OrderType(str(f[4])),
-                    Decimal(str(f[5])), _dec(f[6]), bool(f[7]), _dec(f[8]), _dec(f[9]),
-                    f[10], f[11], f[12], f[13])
+                    Decimal(str(f[5])), decimal_or_none(f[6]), bool(f[7]),
+                    decimal_or_none(f[8]), decimal_or_none(f[9]), f[10], f[11], f[12], f[13])
 
 
 def _client_id(record: DoneOrder) -> str | None:
     return _fields(record)[10]
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
 
 
 class OrderBook:

@@ -72,3 +72,8 @@ def is_bounded(value: Decimal) -> bool:
     except NumberError:
         return False
     return True
+
+
+def decimal_or_none(text: str | None) -> Decimal | None:
+    """A stored decimal's text back as a `Decimal`; None stays None."""
+    return None if text is None else Decimal(text)

@@ -32,6 +32,7 @@ from synctui.brokers.events import (
     OrderRefused,
     PriceUpdated,
 )
+from synctui.domain.numbers import decimal_or_none
 from synctui.domain.orders import OrderType, Side
 from synctui.engine.state import Intent, Waiting
 
@@ -179,14 +180,11 @@ def load_intent(key: str, body: str) -> Intent:
      stop_loss, take_profit, mirror_of, bracket_of, at, since) = data
     if version != INTENT_BODY:
         raise ValueError(f"intent {key!r}: unknown body version {version!r}")
-    request = OrderRequest(native, Side(side), Decimal(qty), OrderType(kind), _dec(price),
-                           bool(reduce_only), _dec(stop_loss), _dec(take_profit), key)
+    request = OrderRequest(native, Side(side), Decimal(qty), OrderType(kind),
+                           decimal_or_none(price), bool(reduce_only),
+                           decimal_or_none(stop_loss), decimal_or_none(take_profit), key)
     return Intent(key, group, follower, symbol, request, mirror_of, bracket_of, _time(at),
                   _time(since))
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
 
 
 def _time(text: str | None) -> datetime | None:

@@ -27,6 +27,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from synctui.domain.numbers import decimal_or_none
+
 BLOTTER_ROWS = 500  # rows a screen shows; an export writes every match
 
 
@@ -122,14 +124,10 @@ def _where(query: HistoryQuery, table: str, roles: dict[str, str]) -> tuple[str,
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _dec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
 def _row(kind: Kind, r: tuple[Any, ...], roles: dict[str, str]) -> HistoryRow:
     return HistoryRow(kind, r[1], r[2] or roles.get(r[3]), r[3], r[4], r[5], r[6],
-                      Decimal(r[7]), _dec(r[8]), r[9], _dec(r[10]), _dec(r[11]), r[12], r[13],
-                      r[14])
+                      Decimal(r[7]), decimal_or_none(r[8]), r[9], decimal_or_none(r[10]),
+                      decimal_or_none(r[11]), r[12], r[13], r[14])
 
 
 def _newest(db: sqlite3.Connection, kind: Kind, query: HistoryQuery, roles: dict[str, str],

@@ -46,6 +46,7 @@ from synctui.domain.copies import Copy, CopyStatus, OnStop
 from synctui.domain.errors import RejectReason
 from synctui.domain.groups import ContractSetting, Group, GroupBook, GroupStatus, PauseReason
 from synctui.domain.instruments import Catalog, Instrument, Kind, Market
+from synctui.domain.numbers import decimal_or_none
 from synctui.domain.orders import MarginMode, OrderStatus, OrderType, Side
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits, RiskState
@@ -98,10 +99,6 @@ NUL = 0
 def _t(value: Decimal | None) -> str | int:
     """A nullable Decimal for a `nullif(?, 0)` parameter: its exact text, or `NUL`."""
     return NUL if value is None else str(value)
-
-
-def _dec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
 
 
 @dataclass
@@ -645,7 +642,8 @@ class Store:
         for r in await self._rows("SELECT * FROM copies"):
             state.put_copy(Copy(
                 group=r[0], account=r[1], sub=r[2], investment=Decimal(r[3]),
-                copy_open_positions=bool(r[4]), stop_loss=_dec(r[5]), on_stop=OnStop(r[6]),
+                copy_open_positions=bool(r[4]), stop_loss=decimal_or_none(r[5]),
+                on_stop=OnStop(r[6]),
                 status=CopyStatus(r[7]), funds_returned=bool(r[8]),
                 pending_leverage={k: int(v) for k, v in json.loads(r[9]).items()}))
         for (value,) in await self._rows("SELECT value FROM meta WHERE key = 'next_copy'"):
@@ -657,7 +655,7 @@ class Store:
         for r in await self._rows("SELECT * FROM accounts ORDER BY seq, id"):
             acct = SimAccount(
                 id=r[0], balance=Decimal(r[3]), realized=Decimal(r[4]), fees=Decimal(r[5]),
-                risk=RiskLimits(_dec(r[6]), _dec(r[7])),
+                risk=RiskLimits(decimal_or_none(r[6]), decimal_or_none(r[7])),
                 risk_state=RiskState(Decimal(r[8]), Decimal(r[9])), breached=r[10])
             accounts[acct.id] = acct
             by_broker[r[1]].append(acct)
@@ -758,9 +756,9 @@ class Store:
     def _order(r: aiosqlite.Row) -> SimOrder:
         return SimOrder(
             id=r[0], account=r[2], symbol=r[3], side=Side(r[4]), type=OrderType(r[5]),
-            qty=Decimal(r[6]), price=_dec(r[7]), reduce_only=bool(r[8]), stop_loss=_dec(r[9]),
-            take_profit=_dec(r[10]), client_id=r[11], parent_id=r[12], role=r[13],
-            oco_id=r[14])
+            qty=Decimal(r[6]), price=decimal_or_none(r[7]), reduce_only=bool(r[8]),
+            stop_loss=decimal_or_none(r[9]), take_profit=decimal_or_none(r[10]),
+            client_id=r[11], parent_id=r[12], role=r[13], oco_id=r[14])
 
     @staticmethod
     def _load_groups(state: EngineState, groups: list[aiosqlite.Row],
@@ -768,7 +766,8 @@ class Store:
         for name, _seq, leader, status, reason, expiry in groups:
             state.groups.groups[name] = Group(
                 name=name, leader=leader, status=GroupStatus(status),
-                reason=PauseReason(reason) if reason else None, signal_expiry=_dec(expiry))
+                reason=PauseReason(reason) if reason else None,
+                signal_expiry=decimal_or_none(expiry))
         for grp, account, _seq in followers:
             state.groups.groups[grp].followers.append(account)
         for copy in state.copies.values():
