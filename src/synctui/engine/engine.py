@@ -180,10 +180,6 @@ class Engine:
         self._wanted = {kind: [o for o, wants in self._observers if kind in wants]
                         for kind in EVENT_TYPES}
 
-    def wants(self, kind: type) -> bool:
-        """Whether some observer wants events of `kind` (else they need not be built)."""
-        return bool(self._wanted[kind])
-
     def publish(self, event: EngineEvent) -> None:
         for observer in self._wanted[type(event)]:
             observer(event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -96,7 +97,4 @@ EngineEvent = (
     AccountFilled | CopyFailed | GroupChanged | AccountBreachedEvent | OrderChanged | PriceMoved
     | CopyChanged
 )
-EVENT_TYPES: tuple[type, ...] = (
-    AccountFilled, CopyFailed, GroupChanged, AccountBreachedEvent, OrderChanged, PriceMoved,
-    CopyChanged,
-)
+EVENT_TYPES: tuple[type, ...] = typing.get_args(EngineEvent)  # each kind, once

@@ -91,7 +91,8 @@ class RatioCopier:
             if broker.connected and not self.ctx.behind(follower):
                 self.copy_fill(group, follower, setting, symbol, fill, closed, opened, fan_out,
                                broker)
-            else:  # sized when its broker is back, against its position then (SPEC 9)
+            else:  # sized when its broker is back (SPEC 9), or after what waits before it,
+                # against its position then
                 self.ctx.wait(group.name, follower, "fill", fill=fill)
 
     def _holds_mirror(self, follower: str, ids: list[str]) -> bool:
