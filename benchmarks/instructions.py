@@ -18,24 +18,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from decimal import Decimal
 from pathlib import Path
 
 WARMUP = 4
 
 
 async def _child(followers: int, fills: int) -> None:
-    from synctui.bench import fanout
-    from synctui.domain.orders import Side
+    from synctui.bench.fanout import fan_out
 
     with tempfile.TemporaryDirectory() as folder:
-        store, session = await fanout._session(Path(folder), followers, False)
-        engine = session.world.engine
-        for n in range(WARMUP + fills):
-            engine.place_order(fanout.LEADER, "MNQ", Side.BUY if n % 2 == 0 else Side.SELL,
-                               qty=Decimal(1))
-            await session.settle()
-        await store.close()
+        await fan_out(Path(folder), followers, fills, warmup=WARMUP, pause=0)
 
 
 def _count(followers: int, fills: int) -> int:
