@@ -37,6 +37,8 @@ ZERO = Decimal(0)
 # session (pending intents are answered at once); the rest is history in the database.
 KEEP_DONE = 20_000
 DONE = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
+# A new order that fills as it is placed: working, then filled, both moves checked once
+FILLED_AT_ONCE = transition(transition(None, OrderStatus.WORKING), OrderStatus.FILLED)
 
 
 @dataclass(slots=True)
@@ -167,6 +169,9 @@ class OrderBook:
         if order is not None:
             self.done[order_id] = _record(order)
         self._done.append(order_id)
+        self._forget_old_done()
+
+    def _forget_old_done(self) -> None:
         while len(self._done) > KEEP_DONE:
             old = self._done.popleft()
             record = self.done.pop(old, None)
@@ -186,6 +191,17 @@ class OrderBook:
             self.client_ids[order.client_id] = order.id
         self.log[order.id] = order
         self.set_status(order.id, OrderStatus.WORKING)
+
+    def filled_at_once(self, order: SimOrder) -> None:
+        """Accept an order that filled as it was placed: what `remember`, then a FILLED
+        status, do (working, then filled: both moves in the transition table)."""
+        if order.client_id is not None:
+            self.client_ids[order.client_id] = order.id
+        self.status[order.id] = FILLED_AT_ONCE
+        self.done[order.id] = _record(order)
+        self._done.append(order.id)
+        if len(self._done) > KEEP_DONE:
+            self._forget_old_done()
 
     def rest(self, order: SimOrder) -> None:
         """Put an accepted order on the book, to wait for its price."""

@@ -246,7 +246,54 @@ class SimBroker:
                 microseconds=int(self.settings.ack_delay * 1_000_000))
             self._late.append((due, account, request))
             return
-        self._answer(account, request)
+        if not self._market_copy(account, request):
+            self._answer(account, request)
+
+    def _market_copy(self, account: str, request: OrderRequest) -> bool:
+        """The common copy, a plain market order (or its reduce-only close) that fills
+        at once, placed without the general path's steps (`_answer`, `_place`,
+        `_execute`): a fan-out makes a thousand. It does what they do for such an order,
+        in the same order, and reports the same events. Anything else (a bracket,
+        faults, a refusal of any kind) returns False before changing anything, and the
+        general path takes it, so that every refusal has one source
+        (tests/test_sim_fast_path.py holds the two paths equal)."""
+        if (request.type is not OrderType.MARKET or request.stop_loss is not None
+                or request.take_profit is not None or self.faults.active
+                or self._buffer is not None):
+            return False
+        acct = self.ledger.accounts.get(account)
+        inst = self._tradable.get(request.symbol)
+        client_id = request.client_id
+        book = self.book
+        if acct is None or inst is None or acct.breached or client_id in book.client_ids:
+            return False
+        side, qty, reduce_only = request.side, request.qty, request.reduce_only
+        try:
+            inst.check_qty(qty)
+            price = book.slipped(inst, side, self.prices.get(inst.symbol))
+            if reduce_only:  # fills what there is to reduce, and needs no margin
+                filled = min(qty, self.ledger.reducible(acct, inst.symbol, side))
+                if not filled:
+                    return False
+            else:
+                filled = qty
+                self.ledger.check_affordable(acct, inst, side, qty, price)
+        except Refused:  # OrderRejected too: the general path refuses it, and says why
+            return False
+        order = SimOrder(book.new_id(), account, inst.symbol, side, OrderType.MARKET, qty,
+                         None, reduce_only, None, None, client_id)
+        book.filled_at_once(order)
+        if self.changes is not None:
+            self.changes.orders[order.id] = order
+        self._buffer = []
+        try:
+            self._fill(acct, inst, side, filled, price, FillCause.ORDER, order)
+        finally:
+            reports, self._buffer = self._buffer, None
+            self._emit(OrderAcknowledged(self.name, account, client_id, order.id))
+            for event in reports:
+                self._emit(event)
+        return True
 
     def settling(self, account: str) -> bool:
         """Orders answered late (`ack_delay`) are on their way until answered; a fill is
