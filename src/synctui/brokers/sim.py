@@ -264,6 +264,7 @@ class SimBroker:
         acct = self.ledger.accounts.get(account)
         inst = self._tradable.get(request.symbol)
         client_id = request.client_id
+        assert client_id is not None, "a submitted order has a client id"
         book = self.book
         if acct is None or inst is None or acct.breached or client_id in book.client_ids:
             return False
