@@ -47,7 +47,7 @@ from synctui.domain.clock import Clock, SystemClock
 from synctui.domain.errors import OrderRejected, Refused, RejectReason
 from synctui.domain.instruments import ALL_MARKETS, Catalog, Instrument, Market
 from synctui.domain.orders import CancelReason, FillCause, MarginMode, OrderStatus, OrderType, Side
-from synctui.domain.position import unrealized_pnl
+from synctui.domain.position import FillOutcome, unrealized_pnl
 from synctui.domain.prices import PriceBook
 from synctui.domain.risk import RiskLimits
 
@@ -522,23 +522,11 @@ class SimBroker:
             order_id, client_id, parent_id = order.id, order.client_id, order.parent_id
             role, stop_loss, take_profit = order.role, order.stop_loss, order.take_profit
         changes = self.changes
-        if parts <= 1:
-            sizes: list[Decimal] = [qty]
-        else:
-            step = inst.qty_step
-            steps = int(qty / step)
-            sizes = [(steps // parts + (1 if i < steps % parts else 0)) * step
-                     for i in range(parts)]
-        before, realized_left = held, outcome.realized
-        last_index = len(sizes) - 1
-        for index, size in enumerate(sizes):
-            if index == last_index:
-                realized, after, size_fee = realized_left, outcome.qty, (
-                    fee if index == 0 else self.ledger.fee(size))
-            else:
-                realized = outcome.realized * size / qty
-                after, size_fee = before + side.signed(size), self.ledger.fee(size)
-            realized_left -= realized
+        # (size, fee, realized, position after) of each piece: the whole, most often
+        pieces = ((qty, fee, outcome.realized, outcome.qty),) if parts <= 1 else (
+            self._pieces(inst, side, qty, parts, held, outcome))
+        before = held
+        for size, size_fee, realized, after in pieces:
             # positional: a fan-out builds a thousand of these
             fill = Fill(
                 f"{self.name}-f{self._next_fill}", self.name, acct.id, native, side, size,
@@ -555,6 +543,25 @@ class SimBroker:
             self._place_brackets(acct, order, outcome.opened)
         if check_risk:
             self._check_risk(acct)
+
+    def _pieces(self, inst: Instrument, side: Side, qty: Decimal, parts: int, held: Decimal,
+                outcome: FillOutcome) -> list[tuple[Decimal, Decimal, Decimal, Decimal]]:
+        """A fill of `qty` in `parts` pieces of whole steps, the first ones a step larger
+        when it does not divide: (size, fee, realized, position after) of each. The last
+        piece takes what rounding left of the realized PnL, so that they add up."""
+        step = inst.qty_step
+        steps = int(qty / step)
+        sizes = [(steps // parts + (1 if i < steps % parts else 0)) * step
+                 for i in range(parts)]
+        pieces = []
+        before, realized_left = held, outcome.realized
+        for size in sizes[:-1]:
+            realized = outcome.realized * size / qty
+            before += side.signed(size)
+            realized_left -= realized
+            pieces.append((size, self.ledger.fee(size), realized, before))
+        pieces.append((sizes[-1], self.ledger.fee(sizes[-1]), realized_left, outcome.qty))
+        return pieces
 
     def _cancel_reduce_only(self, acct: SimAccount, symbol: str) -> None:
         """A reduce-only order still working when its position goes flat is cancelled (SPEC 8)."""
