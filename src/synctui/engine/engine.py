@@ -83,6 +83,8 @@ Observer = Callable[[EngineEvent], None]
 
 _CHANGES: dict[type, str] = {OrderPlaced: "placed", OrderModified: "modified",
                              OrderCancelled: "cancelled"}
+_ORDER_CHANGES = (OrderPlaced, OrderModified, OrderCancelled)
+_ANSWERS = (OrderAcknowledged, OrderRefused)  # a broker's answer to a submitted order
 LATENCY_SAMPLES = 200  # per follower and group, for the dashboard's last / p95
 KEEP_COPY_LINKS = 50_000  # copy links kept in memory; the database has them all
 
@@ -387,7 +389,7 @@ class Engine:
         self.ratio.copy_fill(group, item.account, setting, symbol, fill, closed, opened)
 
     def _on_broker_event(self, event: BrokerEvent) -> None:
-        if isinstance(event, OrderAcknowledged | OrderRefused):
+        if isinstance(event, _ANSWERS):  # a tuple made once: `A | B` makes a union per call
             self._answered(event)
             return
         if self._recording and isinstance(event, Fill) and self._update is not None:
@@ -404,7 +406,7 @@ class Engine:
         nor in the store's pending events."""
         if isinstance(event, Fill):
             account = event.account
-        elif isinstance(event, OrderPlaced | OrderModified | OrderCancelled):
+        elif isinstance(event, _ORDER_CHANGES):
             account = event.order.account
         else:
             return False

@@ -64,6 +64,7 @@ from synctui.store.codec import (
     dump_event,
     dump_intent,
     dump_waiting,
+    iso_time,
     load_event,
     load_intent,
     load_waiting,
@@ -452,7 +453,7 @@ class Store:
         symbols = {native: catalog(native) for native in {f.symbol for f in changes.fills}}
         fills = [(f.id, name, f.account, symbols[f.symbol], f.side._value_, str(f.qty),
                   str(f.price), str(f.fee), str(f.realized), f.cause._value_, f.order_id,
-                  f.client_id, str(f.position_before), str(f.position_after), f.at.isoformat())
+                  f.client_id, str(f.position_before), str(f.position_after), iso_time(f.at))
                  for f in changes.fills]
         # When an order was placed: its first fill's time when it filled at once (the
         # save comes a moment later), else the save's.
