@@ -100,7 +100,11 @@ def _order(record: DoneOrder) -> SimOrder:
 
 
 def _client_id(record: DoneOrder) -> str | None:
-    return _fields(record)[10]
+    """The record's client id, its eleventh field: asked of every order that leaves the
+    registry, so only the fields up to it are split."""
+    if record.startswith(_JSON):
+        return _fields(record)[10]
+    return record.split(_SEP, 11)[10] or None
 
 
 class OrderBook:
