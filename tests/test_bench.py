@@ -23,10 +23,11 @@ def test_bench_quick_runs_every_measure_and_prints_json(
     assert result["startup_s"] > 0
     assert result["startup_checked_s"] > 0
     assert result["memory"]["follower_orders"] == 50
+    assert result["memory"]["drift"] > 0
     assert result["tui_tick_ms"]["followers"] == 20
 
 
 def test_bench_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "fan-out" in out and "x floor" in out and "start-up" in out
+    assert "fan-out" in out and "x floor" in out and "start-up" in out and "drift" in out

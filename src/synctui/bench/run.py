@@ -70,7 +70,8 @@ async def measure(quick: bool) -> dict[str, Any]:
         result["memory"] = {"follower_orders": mem.follower_orders,
                             "rss_growth_bytes": mem.rss_growth_bytes,
                             "bytes_per_follower_order": round(mem.bytes_per_follower_order, 1),
-                            "max_gc_pause_ms": round(mem.max_gc_pause_ms, 2)}
+                            "max_gc_pause_ms": round(mem.max_gc_pause_ms, 2),
+                            "drift": round(mem.drift, 2)}
     _progress(f"dashboard tick with {plan.tui_followers} followers")
     p50, p95 = await tui_tick(plan.tui_followers, 20 if quick else 100)
     result["tui_tick_ms"] = {"followers": plan.tui_followers, "p50": round(p50, 2),
@@ -101,7 +102,8 @@ def table(result: dict[str, Any]) -> str:
         f"{result['startup_s']} s after a clean close, "
         f"{result['startup_checked_s']} s with the whole-file check",
         f"memory: {mem['bytes_per_follower_order']} bytes per follower order kept "
-        f"({mem['follower_orders']} orders), longest GC pause {mem['max_gc_pause_ms']} ms",
+        f"({mem['follower_orders']} orders), longest GC pause {mem['max_gc_pause_ms']} ms, "
+        f"fan-out drift x{mem['drift']} (last tenth's median over the first's)",
         f"dashboard tick at {result['tui_tick_ms']['followers']} followers: "
         f"p50 {result['tui_tick_ms']['p50']} ms, p95 {result['tui_tick_ms']['p95']} ms",
     ]
