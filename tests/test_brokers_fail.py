@@ -77,6 +77,38 @@ def test_a_waiting_copy_older_than_the_signal_expiry_fails_expired(tmp_path: Pat
     assert pos(result, "f1", "MNQ") == 1 and pos(result, "f2", "MNQ") == 2
 
 
+def test_a_mirror_behind_a_waiting_copy_waits_in_turn_and_expires_like_it(
+        tmp_path: Path) -> None:
+    """A leader order rested while f1's copy of a fill waits for its broker: the mirror
+    waits behind it (placed first, it would jump the queue) and goes after it on
+    reconnect, sized then; past the signal expiry both fail `expired`."""
+    steps = [DISCONNECT, buy(2), sell(1, type="limit", price=21100), RECONNECT]
+    result = both(desk(steps, expiry=30), tmp_path / "a")
+    assert pos(result, "f1", "MNQ") == 2 and result["failures"] == []
+    assert [(o["side"], o["qty"], o["price"]) for o in
+            result["accounts"]["f1"]["orders"]] == [("sell", 1, 21100)]
+    steps.insert(3, {"op": "wait", "seconds": 31})
+    result = both(desk(steps, expiry=30), tmp_path / "b")
+    assert [(f["account"], f["reason"]) for f in result["failures"]] == [
+        ("f1", "expired"), ("f1", "expired")]
+    assert pos(result, "f1", "MNQ") == 0 and result["accounts"]["f1"]["orders"] == []
+
+
+def test_a_leader_order_that_fills_while_its_mirror_waits_is_not_copied_again(
+        tmp_path: Path) -> None:
+    """SPEC 8: a follower whose mirror is still waiting for its broker gets no separate
+    market copy of the leader's fill. On reconnect the mirror is placed as the order
+    was, sized against the leader's position at its placement, and fills at the
+    follower's broker: f1 ends with half, like the leader (a second copy of the fill
+    would have closed it all)."""
+    result = both(desk([DISCONNECT, buy(2), sell(1, type="limit", price=21100),
+                        {"op": "price", "symbol": "MNQ", "price": 21100},
+                        {"op": "restart"}, RECONNECT]), tmp_path)
+    assert pos(result, "lead", "MNQ") == 1 and pos(result, "f2", "MNQ") == 1
+    assert pos(result, "f1", "MNQ") == 1 and result["accounts"]["f1"]["orders"] == []
+    assert result["failures"] == [] and result["out_of_sync"] == []
+
+
 def test_own_steps_on_a_disconnected_broker_are_refused_and_repeats_are_no_ops(
         tmp_path: Path) -> None:
     result = both(desk([
@@ -268,6 +300,28 @@ def test_a_close_waits_for_a_late_broker_s_answer_and_is_sized_on_what_it_made(
     spec["steps"] += [{"op": "wait", "seconds": 1}] * 2
     result = both(spec, tmp_path / "c")
     assert pos(result, "f1", "MNQ") == 1 and pos(result, "f2", "MNQ") == 1
+    assert result["failures"] == [] and result["out_of_sync"] == []
+
+
+def test_a_closing_mirror_waits_for_a_late_broker_s_answer_and_is_sized_on_what_it_made(
+        tmp_path: Path) -> None:
+    """tv answers after 2 s. f1 holds 2 and its copy of the leader's next 2 is on its way
+    when the leader rests a limit sell of half its 4. Sized then, f1's mirror would halve
+    the 2 it shows and leave it 3 when the limit fills. The mirror waits for the answer
+    and halves the 4 it made."""
+    spec = desk([buy(2), {"op": "wait", "seconds": 1}, {"op": "wait", "seconds": 1}, buy(2),
+                 sell(2, type="limit", price=21100)])
+    spec["brokers"]["tv"]["ack_delay"] = 2
+    spec["steps"] += [{"op": "wait", "seconds": 1}] * 2  # the second open is answered
+    spec["steps"] += [{"op": "wait", "seconds": 1}] * 2  # and the mirror it waited for
+    result = both(spec, tmp_path / "a")
+    assert pos(result, "f1", "MNQ") == 4
+    assert [(o["side"], o["qty"], o["price"]) for o in
+            result["accounts"]["f1"]["orders"]] == [("sell", 2, 21100)]
+    spec["steps"] += [{"op": "price", "symbol": "MNQ", "price": 21100}]
+    result = both(spec, tmp_path / "b")
+    assert pos(result, "lead", "MNQ") == 2
+    assert pos(result, "f1", "MNQ") == 2 and pos(result, "f2", "MNQ") == 2
     assert result["failures"] == [] and result["out_of_sync"] == []
 
 

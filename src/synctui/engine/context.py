@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from synctui.brokers.base import Broker, OrderRequest
-from synctui.brokers.events import Fill
+from synctui.brokers.events import Fill, OrderInfo
 from synctui.domain.clock import Clock
 from synctui.domain.errors import RejectReason
 from synctui.domain.instruments import Catalog
@@ -73,8 +73,12 @@ class CopyContext(Protocol):
     def connected(self, account: str) -> bool:
         """Whether the account's broker is reachable now (SPEC 9)."""
     def wait(self, group: str, account: str, action: str, fill: Fill | None = None,
-             order_id: str | None = None, price: Decimal | None = None) -> None:
-        """Keep something for a follower at a disconnected broker, for its reconnect."""
+             order_id: str | None = None, price: Decimal | None = None,
+             order: OrderInfo | None = None, held: Decimal | None = None) -> None:
+        """Keep something for a follower at a disconnected broker (for its reconnect),
+        or behind its copies still on their way."""
+    def mirror_waits(self, follower: str, order_id: str) -> bool:
+        """The follower's mirror of the leader order is kept (`wait`, "mirror")."""
 
     def close_basis(self, broker: Broker, account: str, native: str) -> tuple[Decimal, Decimal]:
         """An account's position now, and the one a proportional close is sized on."""

@@ -309,7 +309,8 @@ class Engine:
                 b.reconnect()
 
     def wait(self, group: str, account: str, action: str, fill: Fill | None = None,
-             order_id: str | None = None, price: Decimal | None = None) -> None:
+             order_id: str | None = None, price: Decimal | None = None,
+             order: OrderInfo | None = None, held: Decimal | None = None) -> None:
         """Keep something for a follower whose broker is disconnected (for its
         reconnect), or whose earlier copies are still on their way (a close sized now
         would miss them), in order."""
@@ -317,7 +318,12 @@ class Engine:
         ref = fill.id if fill is not None else (order_id or "")
         self.state.add_waiting(Waiting(
             wait_key("wait", action, account, ref), broker.name, group, account, action,
-            self.clock.now(), fill, order_id, price))
+            self.clock.now(), fill, order_id, price, order, held))
+
+    def mirror_waits(self, follower: str, order_id: str) -> bool:
+        """The follower's mirror of the leader order is waiting (`wait`, "mirror")."""
+        return any(w.action == "mirror" and w.order_id == order_id and w.account == follower
+                   for w in self.state.waiting.values())
 
     def _expired(self, group: str, at: datetime | None) -> bool:
         g = self.state.groups.groups.get(group)
@@ -333,6 +339,9 @@ class Engine:
         if item.action == "fill":
             assert item.fill is not None
             self._resume_fill(item, item.fill)
+            return
+        if item.action == "mirror":
+            self._resume_mirror(item)
             return
         try:
             if item.action == "close_all":
@@ -351,6 +360,33 @@ class Engine:
                 symbol = broker.symbols.catalog(info.symbol)
             self.fail(item.group, item.account, symbol, getattr(
                 refused, "reason", RejectReason.REJECTED), refused.message)
+
+    def _resume_mirror(self, item: Waiting) -> None:
+        """A leader order's mirror that waited, placed now (SPEC 9: the waiting leader
+        events are applied in order, each sized as if it happened then): against the
+        follower's position now and the leader's at the order's placement, at the
+        order's price now (as it was, when the order filled meanwhile: the mirror then
+        fills at the follower's broker, and the leader's fill is not copied again,
+        SPEC 8). A cancelled order, or a follower no longer eligible, gets nothing."""
+        group = self.state.groups.groups.get(item.group)
+        if group is None or group.status is not GroupStatus.ACTIVE or group.leader is None \
+                or item.account not in group.followers or item.order is None \
+                or item.held is None:
+            return
+        leader = self.brokers[item.order.broker]
+        if leader.order_status(item.order.id) is OrderStatus.CANCELLED:
+            return
+        order = leader.order(item.order.id) or item.order
+        if self._expired(item.group, item.at):
+            self.fail(item.group, item.account, leader.symbols.catalog(order.symbol),
+                      RejectReason.EXPIRED, "the copy waited past the signal expiry",
+                      order.id if order.stop_loss or order.take_profit else None)
+            return
+        self._since = item.at
+        try:
+            self.ratio.mirror_waited(group, item.account, order, item.held)
+        finally:
+            self._since = None
 
     def _resume_fill(self, item: Waiting, fill: Fill) -> None:
         self._since = item.at

@@ -82,6 +82,10 @@ class RatioCopier:
                     handled.add(follower)
         if fill.parent_id is not None:
             handled.update(state.bracketed.get(fill.parent_id, {}))
+        if fill.order_id is not None and state.waiting:
+            # its mirror waits: it fills at the follower's own broker once placed (SPEC 8)
+            handled.update(f for f in group.followers
+                           if self.ctx.mirror_waits(f, fill.order_id))
         fan_out = _FanOut(self.ctx.clock.now())
         for follower in group.followers:
             setting = group.setting(follower, symbol)
@@ -165,47 +169,67 @@ class RatioCopier:
         group = self._active_led_by(order.account)
         if group is None:
             return
-        assert order.price is not None
         leader_broker = self.ctx.brokers[order.broker]
         symbol = leader_broker.symbols.catalog(order.symbol)
         held = leader_broker.position(order.account, order.symbol)
-        closed, opened = split_fill(held, order.side.signed(order.qty))
         for follower in group.followers:
-            setting = group.setting(follower, symbol)
-            if not setting.sync:
-                continue
-            broker = self.ctx.broker_of(follower)
-            traded = setting.cross or symbol
-            inst = self.ctx.catalog.get(traded)
-            native = self.ctx.native(broker, traded)
-            if not broker.trades(native):
-                if opened:
-                    self.ctx.state.start_mirror(order.id, follower)
-                    bracketed = order.stop_loss is not None or order.take_profit is not None
-                    self.ctx.unsupported(group.name, follower, broker, traded,
-                                     order.id if bracketed else None)
-                continue
-            requests: list[OrderRequest] = []
-            if closed:
-                mine = broker.position(follower, native)
-                qty = proportional_close(mine, mine, held, closed, closed >= abs(held), inst)
-                if qty > 0:
-                    requests.append(OrderRequest(
-                        symbol=native, side=order.side, qty=qty, type=order.type,
-                        price=order.price, reduce_only=True,
-                        client_id=self.ctx.key(order.id, follower, "close")))
+            self._mirror(group, follower, order, symbol, held)
+
+    def mirror_waited(self, group: Group, follower: str, order: OrderInfo,
+                      held: Decimal) -> None:
+        """A mirror that waited for the follower's earlier copies (or its broker): sized
+        on the follower's position now and `held`, the leader's at the order's
+        placement."""
+        symbol = self.ctx.brokers[order.broker].symbols.catalog(order.symbol)
+        self._mirror(group, follower, order, symbol, held, waited=True)
+
+    def _mirror(self, group: Group, follower: str, order: OrderInfo, symbol: str,
+                held: Decimal, waited: bool = False) -> None:
+        assert order.price is not None
+        setting = group.setting(follower, symbol)
+        if not setting.sync:
+            return
+        closed, opened = split_fill(held, order.side.signed(order.qty))
+        broker = self.ctx.broker_of(follower)
+        if not waited and (self.ctx.behind(follower)
+                           or (closed and broker.settling(follower))):
+            # A closing part sized now would miss the follower's copies still on their
+            # way, as a market close would (`copy_fill`); and what waits for the
+            # follower goes first. Sized when they are in.
+            self.ctx.wait(group.name, follower, "mirror", order_id=order.id, order=order,
+                          held=held)
+            return
+        traded = setting.cross or symbol
+        inst = self.ctx.catalog.get(traded)
+        native = self.ctx.native(broker, traded)
+        if not broker.trades(native):
             if opened:
-                requests.append(OrderRequest(
-                    symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),
-                    type=order.type, price=order.price, stop_loss=order.stop_loss,
-                    take_profit=order.take_profit,
-                    client_id=self.ctx.key(order.id, follower, "open")))
-            if requests:
                 self.ctx.state.start_mirror(order.id, follower)
-            for request in requests:
-                bracketed = request.stop_loss is not None or request.take_profit is not None
-                self.ctx.send(group.name, follower, traded, request, mirror_of=order.id,
-                           bracket_of=order.id if bracketed else None)
+                bracketed = order.stop_loss is not None or order.take_profit is not None
+                self.ctx.unsupported(group.name, follower, broker, traded,
+                                     order.id if bracketed else None)
+            return
+        requests: list[OrderRequest] = []
+        if closed:
+            mine = broker.position(follower, native)
+            qty = proportional_close(mine, mine, held, closed, closed >= abs(held), inst)
+            if qty > 0:
+                requests.append(OrderRequest(
+                    symbol=native, side=order.side, qty=qty, type=order.type,
+                    price=order.price, reduce_only=True,
+                    client_id=self.ctx.key(order.id, follower, "close")))
+        if opened:
+            requests.append(OrderRequest(
+                symbol=native, side=order.side, qty=opening_qty(opened, setting.ratio, inst),
+                type=order.type, price=order.price, stop_loss=order.stop_loss,
+                take_profit=order.take_profit,
+                client_id=self.ctx.key(order.id, follower, "open")))
+        if requests:
+            self.ctx.state.start_mirror(order.id, follower)
+        for request in requests:
+            bracketed = request.stop_loss is not None or request.take_profit is not None
+            self.ctx.send(group.name, follower, traded, request, mirror_of=order.id,
+                          bracket_of=order.id if bracketed else None)
 
     def _live_mirrors(self, order: OrderInfo) -> Iterator[tuple[str, Broker, str]]:
         """Mirrors that a leader's modify or cancel still reaches (SPEC 8).

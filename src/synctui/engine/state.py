@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from synctui.brokers.base import OrderRequest
-from synctui.brokers.events import Fill
+from synctui.brokers.events import Fill, OrderInfo
 from synctui.domain.copies import Copy
 from synctui.domain.frozen import quick_init
 from synctui.domain.groups import GroupBook
@@ -48,19 +48,25 @@ class Intent:
 @dataclass(frozen=True, slots=True)
 class Waiting:
     """Something for a follower at a disconnected broker (SPEC 9), done on reconnect,
-    in order: a leader fill to copy (`fill`, sized then, against the follower's
-    position then), or a group action or a mirror's modify or cancel that could not
-    reach the broker. A fill older than its group's signal expiry fails `expired`."""
+    or behind its copies still on their way, done once they are in; in order: a leader
+    fill to copy (`fill`, sized then, against the follower's position then), a leader
+    order to mirror (`order`, sized then against the leader's position at its placement,
+    `held`), or a group action or a mirror's modify or cancel that could not reach the
+    broker. A fill or mirror older than its group's
+    signal expiry fails `expired`."""
 
     key: str
     broker: str
     group: str
     account: str  # the follower, or a Smart Sync copy's sub-account
-    action: str  # "fill" | "close_all" | "cancel_all" | "modify" | "cancel"
+    action: str  # "fill" | "mirror" | "close_all" | "cancel_all" | "modify" | "cancel"
     at: datetime
     fill: Fill | None = None
     order_id: str | None = None
     price: Decimal | None = None
+    # a mirror: the leader's order as placed, and the leader's position then
+    order: OrderInfo | None = None
+    held: Decimal | None = None
 
 
 @dataclass(slots=True)

@@ -65,8 +65,9 @@ def _in(kind: Any, value: Any) -> Any:
     if isinstance(kind, type):
         if dataclasses.is_dataclass(kind):
             hints = typing.get_type_hints(kind)
+            # a field added since the value was written takes its default
             return kind(**{f.name: _in(hints[f.name], value[f.name])
-                           for f in dataclasses.fields(kind)})
+                           for f in dataclasses.fields(kind) if f.name in value})
         if issubclass(kind, Decimal):
             return Decimal(value)
         if issubclass(kind, Enum):
