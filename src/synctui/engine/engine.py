@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -136,6 +137,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.state = state or EngineState()
         self._queue: deque[BrokerEvent] = deque()
+        self._handled = 0  # events taken off the queue so far: the first queued one's number
         self._draining = False
         self._observers: list[tuple[Observer, tuple[type, ...]]] = []
         # event type -> the observers that want it: an event nobody wants is not built
@@ -239,6 +241,7 @@ class Engine:
                 if not self._queue:
                     self._publish_status_changes()
                     return
+                self._handled += 1
                 self._handle(self._queue.popleft())
         finally:
             self._draining = False
@@ -480,6 +483,17 @@ class Engine:
     def pending_events(self) -> list[BrokerEvent]:
         """Broker events not handled yet: a store keeps them, so a crash loses none."""
         return list(self._queue)
+
+    @property
+    def pending_span(self) -> tuple[int, int]:
+        """The numbers of the events not handled yet, [first, end): every event queued
+        gets the next number, so a store appends the new ones and deletes the handled
+        ones instead of rewriting them all (a burst's queue was rewritten at every save)."""
+        return self._handled, self._handled + len(self._queue)
+
+    def pending_from(self, number: int) -> Iterator[BrokerEvent]:
+        """The events not handled yet from the one numbered `number` on."""
+        return itertools.islice(self._queue, number - self._handled, None)
 
     def requeue(self, events: list[BrokerEvent]) -> None:
         self._queue.extend(events)

@@ -145,7 +145,9 @@ class Store:
         self._lock = lock
         self._writer = asyncio.Lock()  # ONE writer: statements never interleave a transaction
         self._log: list[tuple[str, str, str, str]] = []
-        self._had_pending_events = True  # clear leftovers on the first save
+        # pending events: the engine's numbers [first, written) are in the table; None
+        # until the first save of an attached world, which replaces whatever is there
+        self._pending: tuple[int, int] | None = None
         self._links: dict[str, tuple[bool, int, int]] = {}  # per broker, as last written
         # account id -> its UPDATE row as this store last wrote it (`_accounts`)
         self._written_accounts: dict[str, tuple[str | int, ...]] = {}
@@ -204,6 +206,7 @@ class Store:
         A `new` world counts as changed whole, so its first save writes all of it."""
         self.detach()
         self._world = world
+        self._pending = None  # its events have numbers of their own
         for broker in world.brokers.values():
             if isinstance(broker, SimBroker):
                 if new:
@@ -599,13 +602,24 @@ class Store:
         batch.add("UPDATE meta SET value = ? WHERE key = 'next_copy'", [(str(state.next_copy),)])
 
     def _pending_events(self, world: World, batch: _Batch) -> None:
-        events = world.engine.pending_events
-        if not events and not self._had_pending_events:
-            return
-        batch.steps.append(("DELETE FROM pending_events", [()]))
-        batch.add("INSERT INTO pending_events VALUES (?, ?)",
-                  [(i, dump_event(e)) for i, e in enumerate(events)])
-        self._had_pending_events = bool(events)
+        """The table holds the engine's events not handled yet, by their numbers: the
+        handled ones are deleted, the new ones appended, each written once (a burst
+        queues thousands, and rewriting them all at every save was quadratic)."""
+        engine = world.engine
+        first, end = engine.pending_span
+        if self._pending is None:  # what a crash (or the world before) left, replaced
+            batch.steps.append(("DELETE FROM pending_events", [()]))
+            start = first
+        else:
+            was_first, written = self._pending
+            if first > was_first:
+                batch.add("DELETE FROM pending_events WHERE seq < ?", [(first,)])
+            start = max(first, written)
+        if end > start:
+            batch.add("INSERT INTO pending_events VALUES (?, ?)",
+                      [(n, dump_event(e)) for n, e in enumerate(engine.pending_from(start),
+                                                                start)])
+        self._pending = (first, end)
 
     # --- loading -----------------------------------------------------------------------------
 
