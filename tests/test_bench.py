@@ -20,6 +20,7 @@ def test_bench_quick_runs_every_measure_and_prints_json(
         assert row["follower_orders_per_s"] > 0
     assert all(row["floor_ms"] > 0 for row in result["fan_out"] if row["mode"] == "ratio")
     assert result["burst_follower_orders_per_s"] > 0
+    assert result["burst_smart_sync_orders_per_s"] > 0
     assert result["startup_s"] > 0
     assert result["startup_checked_s"] > 0
     assert result["memory"]["follower_orders"] == 50

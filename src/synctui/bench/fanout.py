@@ -148,16 +148,16 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
     return result
 
 
-async def burst(folder: Path, followers: int, leader_fills: int) -> float:
+async def burst(folder: Path, followers: int, leader_fills: int, smart: bool = False) -> float:
     """`leader_fills` leader orders before the store settles them all: follower orders
-    per second through the burst."""
-    store, session = await _session(folder, followers, False)
+    (or Smart Sync copy orders) per second through the burst."""
+    store, session = await _session(folder, followers, smart)
     engine = session.world.engine
+    symbol, qty = ("BTCUSDT", Decimal("0.01")) if smart else ("MNQ", Decimal(1))
     try:
         start = time.perf_counter()
         for n in range(leader_fills):
-            engine.place_order(LEADER, "MNQ", Side.BUY if n % 2 == 0 else Side.SELL,
-                               qty=Decimal(1))
+            engine.place_order(LEADER, symbol, Side.BUY if n % 2 == 0 else Side.SELL, qty=qty)
         await session.settle()
         spent = time.perf_counter() - start
     finally:

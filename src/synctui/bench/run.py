@@ -61,6 +61,9 @@ async def measure(quick: bool) -> dict[str, Any]:
         _progress(f"burst of {plan.burst} leader fills to {followers} followers")
         result["burst_follower_orders_per_s"] = round(await burst(folder, followers,
                                                                   plan.burst))
+        _progress(f"burst of {plan.burst} leader fills to {followers} Smart Sync copies")
+        result["burst_smart_sync_orders_per_s"] = round(await burst(
+            folder, followers, plan.burst, smart=True))
         _progress(f"start-up with {plan.startup_orders} historical orders")
         started = await startup(folder, plan.startup_orders)
         result["startup_s"] = round(started.clean_s, 4)
@@ -97,7 +100,8 @@ def table(result: dict[str, Any]) -> str:
                      f"{row.get('floor_ms', ''):>9}{row.get('x_floor') or '':>9}")
     mem = result["memory"]
     lines += [
-        f"burst: {result['burst_follower_orders_per_s']} follower orders/s",
+        f"burst: {result['burst_follower_orders_per_s']} follower orders/s, "
+        f"{result['burst_smart_sync_orders_per_s']} Smart Sync copy orders/s",
         f"start-up with {result['plan']['startup_orders']} historical orders: "
         f"{result['startup_s']} s after a clean close, "
         f"{result['startup_checked_s']} s with the whole-file check",
