@@ -1481,7 +1481,7 @@ async def test_a_burst_writes_each_pending_event_once_and_the_table_holds_the_qu
     from synctui.bench.fanout import LEADER, _session
     from synctui.store.codec import dump_event
 
-    store, session = await _session(tmp_path, 4, True, freeze=False)
+    store, session = await _session(tmp_path, 4, True, "burst", freeze=False)
     conn = store.db._conn
     conn.execute("CREATE TEMP TABLE written (n INTEGER)")
     conn.execute("INSERT INTO written VALUES (0)")

@@ -92,19 +92,27 @@ class FanOut:
                 "max_gc_ms": round(self.max_gc_ms, 2)}
 
 
-async def _session(folder: Path, followers: int, smart: bool,
+async def _session(folder: Path, followers: int, smart: bool, name: str,
                    freeze: bool = True) -> tuple[Store, Session]:
-    store = await Store.open(folder / f"bench-{followers}-{int(smart)}.db")
-    spec = desk(followers, smart)
-    clock = SystemClock()
-    world_spec = dict(spec, steps=[])
-    session = await Session.start(store, clock,
-                                  lambda: build_world(parse_scenario(json.dumps(world_spec)),
-                                                      clock))
-    engine = session.world.engine
-    for step in spec["steps"]:
-        engine.follow(GROUP, step["account"], "smart_sync", Decimal(step["investment"]))
-    await session.settle()
+    """A new store `name`.db in `folder` with the bench desk started on it. Every
+    measure has a file of its own: one reusing another's would load that desk and its
+    history (and a Smart Sync desk's copies would follow twice)."""
+    store = await Store.open(folder / f"{name}.db")
+    try:
+        if not store.fresh:
+            raise RuntimeError(f"{name}.db exists in {folder}: each measure starts anew")
+        spec = desk(followers, smart)
+        clock = SystemClock()
+        world_spec = dict(spec, steps=[])
+        session = await Session.start(
+            store, clock, lambda: build_world(parse_scenario(json.dumps(world_spec)), clock))
+        engine = session.world.engine
+        for step in spec["steps"]:
+            engine.follow(GROUP, step["account"], "smart_sync", Decimal(step["investment"]))
+        await session.settle()
+    except BaseException:
+        await store.close()  # its connection's thread would keep the process from exiting
+        raise
     if freeze:  # as the app does once its desk is open (a test runs many: it does not)
         freeze_start_up()
     return store, session
@@ -119,7 +127,8 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
     next, `pause` seconds apart: the latency of one fan-out, end to end. The pause
     is the quiet a trader's fills leave between them, where the store's checkpoint
     catches up (burst() measures fills with no pause at all)."""
-    store, session = await _session(folder, followers, smart)
+    store, session = await _session(folder, followers, smart,
+                                    f"fan-out-{followers}-{'smart' if smart else 'ratio'}")
     engine = session.world.engine
     result = FanOut(followers, smart)
     symbol = "BTCUSDT" if smart else "MNQ"
@@ -151,7 +160,8 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
 async def burst(folder: Path, followers: int, leader_fills: int, smart: bool = False) -> float:
     """`leader_fills` leader orders before the store settles them all: follower orders
     (or Smart Sync copy orders) per second through the burst."""
-    store, session = await _session(folder, followers, smart)
+    store, session = await _session(folder, followers, smart,
+                                    f"burst-{followers}-{'smart' if smart else 'ratio'}")
     engine = session.world.engine
     symbol, qty = ("BTCUSDT", Decimal("0.01")) if smart else ("MNQ", Decimal(1))
     try:

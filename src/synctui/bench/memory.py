@@ -35,7 +35,7 @@ class Memory:
 
 
 async def memory(folder: Path, followers: int, fills: int, warmup: int = 20) -> Memory:
-    store, session = await _session(folder, followers, False)
+    store, session = await _session(folder, followers, False, f"memory-{followers}")
     engine = session.world.engine
     pauses = GcPauses()
     try:

@@ -22,7 +22,7 @@ from synctui.store.store import Store
 
 
 async def _open_state(path: Path) -> None:
-    store, session = await _session(path.parent, 20, False)
+    store, session = await _session(path.parent, 20, False, path.stem)
     engine = session.world.engine
     try:
         for n in range(10):
@@ -33,7 +33,6 @@ async def _open_state(path: Path) -> None:
         await session.settle()
     finally:
         await store.close()
-    (path.parent / "bench-20-0.db").rename(path)
 
 
 def _history(path: Path, orders: int, chunk: int = 100_000) -> None:
