@@ -960,3 +960,26 @@ def test_client_ids_are_deterministic_bounded_and_ordered_by_leader_fill() -> No
     for earlier, later in pairwise(seen):
         assert max(earlier) < min(later)
     assert all(allowed.fullmatch(key) for keys in seen for key in keys)
+
+
+def test_what_waits_is_counted_per_account_as_it_comes_and_goes() -> None:
+    """`behind` asks, for every follower of every leader fill, whether something waits
+    for it: answered from a count kept per account, not by a scan of all that waits."""
+    from datetime import UTC, datetime
+
+    from synctui.engine.state import EngineState, Waiting
+
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+    state = EngineState()
+    items = [Waiting(f"k{n}", "tv", "G", account, "cancel_all", at)
+             for n, account in enumerate(["f1", "f2", "f1"])]
+    for item in items:
+        state.add_waiting(item)
+    state.add_waiting(items[0])  # kept again under its key: still one
+    assert state.waiting_for == {"f1": 2, "f2": 1}
+    state.finish_waiting("k0")
+    state.finish_waiting("k0")  # done already: nothing changes
+    state.finish_waiting("k1")
+    assert state.waiting_for == {"f1": 1}
+    state.finish_waiting("k2")
+    assert state.waiting_for == {} and state.waiting == {}

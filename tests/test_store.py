@@ -1506,3 +1506,22 @@ async def test_a_burst_writes_each_pending_event_once_and_the_table_holds_the_qu
     assert queued - 2 <= conn.execute("SELECT n FROM written").fetchone()[0] <= queued
     assert await store._rows("SELECT count(*) FROM pending_events") == [(0,)]
     await store.close()
+
+
+async def test_what_waits_is_counted_again_after_a_restart(tmp_path: Path) -> None:
+    """A restart loads what waits for each follower with its count (`Engine.behind`
+    answers from it): a follower whose copy waits is behind, one whose copy went is not."""
+    from synctui.bench.fanout import LEADER, _session
+
+    store, session = await _session(tmp_path, 4, False, "waits", freeze=False)
+    session.world.engine.disconnect("px")  # F00000 and F00002 are at px
+    session.world.engine.place_order(LEADER, "MNQ", Side.BUY, qty=Decimal(1))
+    await session.settle()
+    await session.restart()
+    engine = session.world.engine
+    assert engine.state.waiting_for == {"F00000": 1, "F00002": 1}
+    assert engine.behind("F00000") and not engine.behind("F00001")
+    engine.reconnect("px")
+    await session.settle()
+    assert engine.state.waiting_for == {} and not engine.behind("F00000")
+    await store.close()

@@ -77,8 +77,8 @@ class CopyContext(Protocol):
              order: OrderInfo | None = None, held: Decimal | None = None) -> None:
         """Keep something for a follower at a disconnected broker (for its reconnect),
         or behind its copies still on their way."""
-    def mirror_waits(self, follower: str, order_id: str) -> bool:
-        """The follower's mirror of the leader order is kept (`wait`, "mirror")."""
+    def waiting_mirrors(self, order_id: str) -> set[str]:
+        """The followers whose mirror of the leader order is kept (`wait`, "mirror")."""
 
     def close_basis(self, broker: Broker, account: str, native: str) -> tuple[Decimal, Decimal]:
         """An account's position now, and the one a proportional close is sized on."""

@@ -281,8 +281,7 @@ class Engine:
 
     def behind(self, account: str) -> bool:
         """Something is kept for the account: what comes after it waits its turn."""
-        waiting = self.state.waiting
-        return bool(waiting) and any(w.account == account for w in waiting.values())
+        return account in self.state.waiting_for
 
     # --- disconnected brokers (SPEC 9) ----------------------------------------------------
 
@@ -323,10 +322,10 @@ class Engine:
             wait_key("wait", action, account, ref), broker.name, group, account, action,
             self.clock.now(), fill, order_id, price, order, held))
 
-    def mirror_waits(self, follower: str, order_id: str) -> bool:
-        """The follower's mirror of the leader order is waiting (`wait`, "mirror")."""
-        return any(w.action == "mirror" and w.order_id == order_id and w.account == follower
-                   for w in self.state.waiting.values())
+    def waiting_mirrors(self, order_id: str) -> set[str]:
+        """The followers whose mirror of the leader order waits (`wait`, "mirror")."""
+        return {w.account for w in self.state.waiting.values()
+                if w.action == "mirror" and w.order_id == order_id}
 
     def _expired(self, group: str, at: datetime | None) -> bool:
         g = self.state.groups.groups.get(group)

@@ -84,8 +84,7 @@ class RatioCopier:
             handled.update(state.bracketed.get(fill.parent_id, {}))
         if fill.order_id is not None and state.waiting:
             # its mirror waits: it fills at the follower's own broker once placed (SPEC 8)
-            handled.update(f for f in group.followers
-                           if self.ctx.mirror_waits(f, fill.order_id))
+            handled.update(self.ctx.waiting_mirrors(fill.order_id))
         fan_out = _FanOut(self.ctx.clock.now())
         for follower in group.followers:
             setting = group.setting(follower, symbol)

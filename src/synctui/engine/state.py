@@ -83,6 +83,10 @@ class EngineState:
     intents: dict[str, Intent] = field(default_factory=dict)  # pending, in order
     inflight: dict[str, Intent] = field(default_factory=dict)  # submitted, not answered
     waiting: dict[str, Waiting] = field(default_factory=dict)  # for disconnected brokers
+    # account -> how many of `waiting` are its: a leader fill asks for every follower
+    # whether something waits for it, and a scan of them all per follower was quadratic
+    # while a broker was down (a thousand followers, a thousand more kept per fill)
+    waiting_for: dict[str, int] = field(default_factory=dict)
     copies: dict[tuple[str, str], Copy] = field(default_factory=dict)  # (group, account)
     subs: dict[str, tuple[str, str]] = field(default_factory=dict)  # sub-account -> copy key
     next_copy: int = 1
@@ -144,11 +148,20 @@ class EngineState:
         self._log("intent_done", (key, order_id))
 
     def add_waiting(self, item: Waiting) -> None:
+        """Keep `item`, after what is kept already (`waiting` is in order)."""
+        if item.key not in self.waiting:
+            self.waiting_for[item.account] = self.waiting_for.get(item.account, 0) + 1
         self.waiting[item.key] = item
         self._log("waiting", item)
 
     def finish_waiting(self, key: str) -> None:
-        self.waiting.pop(key, None)
+        item = self.waiting.pop(key, None)
+        if item is not None:
+            left = self.waiting_for[item.account] - 1
+            if left:
+                self.waiting_for[item.account] = left
+            else:
+                del self.waiting_for[item.account]
         self._log("waiting_done", key)
 
     def put_copy(self, copy: Copy) -> None:

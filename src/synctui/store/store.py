@@ -737,8 +737,8 @@ class Store:
                 "SELECT key, seq, body FROM intents WHERE status IN ('pending', 'submitted') "
                 "ORDER BY seq"):
             state.intents[key] = load_intent(key, body)
-        for key, _seq, body in await self._rows("SELECT * FROM waiting ORDER BY seq"):
-            state.waiting[key] = load_waiting(body)
+        for _key, _seq, body in await self._rows("SELECT * FROM waiting ORDER BY seq"):
+            state.add_waiting(load_waiting(body))  # the journal is off: nothing is logged
         for _seq, name, body in await self._rows("SELECT * FROM held_events ORDER BY seq"):
             sims[name].held.append(load_event(body))
         # orders a retry or a mirror check may ask the broker about
