@@ -1525,3 +1525,29 @@ async def test_what_waits_is_counted_again_after_a_restart(tmp_path: Path) -> No
     await session.settle()
     assert engine.state.waiting_for == {} and not engine.behind("F00000")
     await store.close()
+
+
+async def test_a_reconnect_sends_what_waited_a_pass_per_leader_event_not_per_copy(
+        tmp_path: Path) -> None:
+    """On reconnect the first waiting copy of every follower goes in one pass (one
+    commit of its intents, one dispatch), the next ones in the next pass: followers
+    are apart, and each follower's copies stay in order, each sized after the one
+    before. One copy per pass made a reconnect's commits grow with followers x fills."""
+    from synctui.bench.fanout import LEADER, _session
+
+    store, session = await _session(tmp_path, 20, False, "reconnect", freeze=False)
+    engine = session.world.engine
+    engine.disconnect("px")  # the ten even-numbered followers are at px
+    for n in range(5):
+        engine.place_order(LEADER, "MNQ", Side.BUY, qty=Decimal(n + 1))
+        await session.settle()
+    assert len(engine.state.waiting) == 50
+    commits = store.commits
+    engine.reconnect("px")
+    await session.settle()
+    assert store.commits - commits <= 3 * 5 + 3  # a pass per leader fill, not per copy
+    for name in [LEADER] + [f"F{i:05d}" for i in range(20)]:
+        held = [p.qty for p in engine.broker_of(name).view(name).positions]
+        assert held == [15], (name, held)
+    assert engine.state.waiting == {} and not engine.state.failures
+    await store.close()
