@@ -169,13 +169,14 @@ class OrderBook:
         """Memory stays flat: only the last `KEEP_DONE` done orders are kept here. Older
         ones live in the database; a restart loads those its pending intents ask about,
         and the database refuses a second order with a client id (UNIQUE)."""
-        order = self.log.pop(order_id, None)
+        self._keep_done(order_id, self.log.pop(order_id, None))
+
+    def _keep_done(self, order_id: str, order: SimOrder | None) -> None:
+        """A done order among the last KEEP_DONE (as text); the oldest one past them
+        leaves with its status, reject reason and client id."""
         if order is not None:
             self.done[order_id] = _record(order)
         self._done.append(order_id)
-        self._forget_old_done()
-
-    def _forget_old_done(self) -> None:
         while len(self._done) > KEEP_DONE:
             old = self._done.popleft()
             record = self.done.pop(old, None)
@@ -202,10 +203,7 @@ class OrderBook:
         if order.client_id is not None:
             self.client_ids[order.client_id] = order.id
         self.status[order.id] = FILLED_AT_ONCE
-        self.done[order.id] = _record(order)
-        self._done.append(order.id)
-        if len(self._done) > KEEP_DONE:
-            self._forget_old_done()
+        self._keep_done(order.id, order)
 
     def rest(self, order: SimOrder) -> None:
         """Put an accepted order on the book, to wait for its price."""
