@@ -121,6 +121,11 @@ async def _session(folder: Path, followers: int, smart: bool, name: str,
 PAUSE_S = 0.005  # between leader fills in the latency run
 
 
+def _leader_order(smart: bool) -> tuple[str, Decimal]:
+    """The leader's symbol and quantity: a perp for Smart Sync, a future for ratio."""
+    return ("BTCUSDT", Decimal("0.01")) if smart else ("MNQ", Decimal(1))
+
+
 async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
                   warmup: int = 5, pause: float = PAUSE_S) -> FanOut:
     """`fills` leader market orders (buy and sell in turn), each settled before the
@@ -131,8 +136,7 @@ async def fan_out(folder: Path, followers: int, fills: int, smart: bool = False,
                                     f"fan-out-{followers}-{'smart' if smart else 'ratio'}")
     engine = session.world.engine
     result = FanOut(followers, smart)
-    symbol = "BTCUSDT" if smart else "MNQ"
-    qty = Decimal("0.01") if smart else Decimal(1)
+    symbol, qty = _leader_order(smart)
     pauses = GcPauses()
     try:
         for n in range(warmup + fills):
@@ -163,7 +167,7 @@ async def burst(folder: Path, followers: int, leader_fills: int, smart: bool = F
     store, session = await _session(folder, followers, smart,
                                     f"burst-{followers}-{'smart' if smart else 'ratio'}")
     engine = session.world.engine
-    symbol, qty = ("BTCUSDT", Decimal("0.01")) if smart else ("MNQ", Decimal(1))
+    symbol, qty = _leader_order(smart)
     try:
         start = time.perf_counter()
         for n in range(leader_fills):
