@@ -52,8 +52,7 @@ class Waiting:
     fill to copy (`fill`, sized then, against the follower's position then), a leader
     order to mirror (`order`, sized then against the leader's position at its placement,
     `held`), or a group action or a mirror's modify or cancel that could not reach the
-    broker. A fill or mirror older than its group's
-    signal expiry fails `expired`."""
+    broker. A fill or mirror older than its group's signal expiry fails `expired`."""
 
     key: str
     broker: str
